@@ -1,0 +1,203 @@
+"""Grade a class: intake, one worker process per submission, reports and a gradebook.
+
+Each submission is graded by ``python -m gradekit.worker`` in a process group of its own,
+so a crash, a hang past the hard wall-clock limit, or Ctrl-C ends as a report with the
+reason for that submission, and the rest of the batch goes on (or is cleaned up).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+
+import nbformat
+
+from . import intake
+from . import report as reports
+from .sandbox import Limits
+from .spec import Assignment
+
+GRADING_ALLOWANCE = 300.0   # seconds for kernel start and the graders, on top of the notebook's limit
+
+
+@dataclasses.dataclass
+class BatchOptions:
+    sandbox: str = "process"
+    workers: int = 1
+    limits: Limits | None = None
+    gpus: list[str] = dataclasses.field(default_factory=list)  # one device per running job
+    secret: str = ""
+    progress: bool = True
+
+
+class Progress:
+    """A one-line progress bar on a terminal; one line per finished submission otherwise."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.done, self.enabled = total, 0, enabled
+        self.counts: dict[str, int] = {}
+        self.tty = sys.stderr.isatty()
+        self.t0 = time.monotonic()
+        self.lock = threading.Lock()
+
+    def update(self, label: str, status: str, score: str) -> None:
+        with self.lock:
+            self.done += 1
+            self.counts[status] = self.counts.get(status, 0) + 1
+            if not self.enabled:
+                return
+            width = 30
+            filled = int(width * self.done / max(1, self.total))
+            bar = "#" * filled + "." * (width - filled)
+            counts = "  ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+            line = f"[{bar}] {self.done}/{self.total}  {counts}  {time.monotonic() - self.t0:.0f}s"
+            if self.tty:
+                sys.stderr.write("\r" + line + ("\n" if self.done == self.total else ""))
+            else:
+                sys.stderr.write(f"{line}  {label}: {status} {score}\n")
+            sys.stderr.flush()
+
+
+class _GpuPool:
+    """Hands each running job one device, so no GPU idles while work waits."""
+
+    def __init__(self, devices: list[str]):
+        self.devices = list(devices)
+        self.free = list(devices)
+        self.cond = threading.Condition()
+
+    def lease(self) -> str | None:
+        if not self.devices:
+            return None
+        with self.cond:
+            while not self.free:
+                self.cond.wait()
+            return self.free.pop(0)
+
+    def give_back(self, dev: str | None) -> None:
+        if dev is None:
+            return
+        with self.cond:
+            self.free.append(dev)
+            self.cond.notify()
+
+
+def _error_report(assignment: Assignment, sub: intake.Submission, sources: list[str], reason: str) -> dict:
+    return reports.build(assignment, submission_id=sub.id, sha256=sub.sha256, sources=sources,
+                         status="error", reason=reason)
+
+
+def grade_batch(paths: list[str | Path], assignment: Assignment, out_dir: Path, options: BatchOptions) -> list[dict]:
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    found = intake.collect(paths)
+    # One grading run per distinct notebook; every source keeps its gradebook row.
+    unique: dict[str, tuple[intake.Submission, list[str]]] = {}
+    for sub in found:
+        key = sub.id if sub.notebook is not None else f"rejected:{sub.source}"
+        unique.setdefault(key, (sub, []))[1].append(sub.source)
+    limits = options.limits or assignment.limits
+    progress = Progress(len(unique), options.progress)
+    run_dir = Path(tempfile.mkdtemp(prefix="gk-"))
+    os.chmod(run_dir, 0o711)
+    gpu_pool = _GpuPool(options.gpus)
+    procs: dict[str, subprocess.Popen] = {}
+    stopping = threading.Event()
+
+    def run_one(sub: intake.Submission, sources: list[str]) -> dict:
+        folder = out_dir / sub.id
+        if sub.notebook is None:
+            rep = reports.build(assignment, submission_id=sub.id, sha256=sub.sha256, sources=sources,
+                                status="rejected", reason=sub.rejected)
+            reports.write_all(rep, folder)
+            progress.update(sources[0], "rejected", "")
+            return rep
+        nb_path = run_dir / f"{sub.id}.ipynb"
+        nbformat.write(sub.notebook, str(nb_path))
+        device = gpu_pool.lease() if assignment.gpu != "none" else None
+        job = {"assignment": assignment.id, "project_root": str(assignment.root.parent.parent),
+               "notebook": str(nb_path), "sha256": sub.sha256, "sources": sources, "id": sub.id,
+               "sandbox": options.sandbox, "limits": dataclasses.asdict(limits), "job_root": str(run_dir / sub.id),
+               "out": str(folder), "hidden": [str(out_dir), str(run_dir)], "gpus": [device] if device else [],
+               "secret": options.secret}
+        job_file = run_dir / f"{sub.id}.json"
+        job_file.write_text(json.dumps(job))
+        os.chmod(job_file, 0o600)
+        wall = limits.total_timeout + GRADING_ALLOWANCE
+        try:
+            (folder / "report.json").unlink(missing_ok=True)
+            if stopping.is_set():
+                raise KeyboardInterrupt
+            proc = subprocess.Popen([sys.executable, "-m", "gradekit.worker", str(job_file)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            procs[sub.id] = proc
+            try:
+                output, _ = proc.communicate(timeout=wall)
+                reason = None
+                if proc.returncode != 0:
+                    tail = output.decode(errors="replace").strip().splitlines()[-12:]
+                    reason = f"the grading worker failed (exit {proc.returncode}): " + " | ".join(tail)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                reason = f"grading took longer than the hard limit of {wall:g} s and was stopped"
+            if stopping.is_set() and proc.returncode and proc.returncode < 0:
+                reason = "grading was interrupted before this submission finished"
+            if reason is None:
+                try:
+                    rep = json.loads((folder / "report.json").read_text())
+                except (OSError, ValueError) as exc:
+                    reason = f"the grading worker wrote no readable report ({exc})"
+            if reason is not None:
+                rep = _error_report(assignment, sub, sources, reason)
+                reports.write_all(rep, folder)
+        except KeyboardInterrupt:
+            rep = _error_report(assignment, sub, sources, "grading was interrupted before this submission started")
+            reports.write_all(rep, folder)
+        finally:
+            procs.pop(sub.id, None)
+            gpu_pool.give_back(device)
+        progress.update(sources[0], rep["status"], f"{rep['score']:g}/{rep['auto_points_possible']:g}")
+        return rep
+
+    results: list[dict] = []
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
+            futures = [pool.submit(run_one, sub, sources) for sub, sources in unique.values()]
+            try:
+                for f in futures:
+                    while True:
+                        try:
+                            results.append(f.result(timeout=0.5))
+                            break
+                        except FutureTimeout:  # wake up now and then so Ctrl-C is heard
+                            continue
+            except KeyboardInterrupt:
+                stopping.set()
+                for proc in list(procs.values()):
+                    _kill_group(proc)
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        reports.write_atomic(out_dir / "gradebook.csv", reports.gradebook(results, assignment))
+    return results
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Stop a worker and everything it started (its kernel's launcher is in its group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

@@ -1,0 +1,151 @@
+"""Assignment specs: ``assignments/ID/assignment.toml``, read into plain dataclasses.
+
+Example::
+
+    title = "Softmax and friends"
+    gpu = "none"                 # none | optional | required
+
+    [limits]                     # any field of gradekit.sandbox.Limits
+    memory_mb = 1024
+    cell_timeout = 30
+
+    [[questions]]
+    id = "q1"
+    title = "Softmax with temperature"
+    points = 2
+    defines = ["softmax"]        # the contract: names the student must define
+
+    [[questions]]
+    id = "q4"
+    title = "Why does product quantization speed up search?"
+    points = 1
+    manual = true                # graded by a person; shown as such in every report
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from .sandbox.base import Limits
+
+#: The project root: assignments/, graders/, reference/, student_templates/ live here.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+GPU_MODES = ("none", "optional", "required")
+
+
+class SpecError(ValueError):
+    """The assignment is not set up right; the message says what to fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    id: str
+    title: str
+    points: float
+    manual: bool = False
+    defines: tuple[str, ...] = ()
+    rtol: float | None = None
+    atol: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Assignment:
+    id: str
+    title: str
+    root: Path                  # assignments/ID
+    graders_dir: Path           # graders/ID (hidden)
+    questions: tuple[Question, ...]
+    limits: Limits
+    gpu: str = "none"
+    data_dir: Path | None = None
+
+    @property
+    def master_path(self) -> Path:
+        return self.root / "master.ipynb"
+
+    @property
+    def public_tests_dir(self) -> Path:
+        return self.root / "public_tests"
+
+    @property
+    def template_path(self) -> Path:
+        return self.root.parent.parent / "student_templates" / f"{self.id}.ipynb"
+
+    @property
+    def auto_points(self) -> float:
+        return sum(q.points for q in self.questions if not q.manual)
+
+    @property
+    def total_points(self) -> float:
+        return sum(q.points for q in self.questions)
+
+    def question(self, qid: str) -> Question:
+        for q in self.questions:
+            if q.id == qid:
+                return q
+        raise SpecError(f"assignment {self.id!r} has no question {qid!r} "
+                        f"(it has: {', '.join(q.id for q in self.questions)})")
+
+    def secret_paths(self) -> tuple[Path, ...]:
+        """What a student's kernel must never see: the whole project (graders, reference
+        code, masters, tests, history) and wherever the reference package is installed."""
+        paths = {self.root.parent.parent.resolve()}
+        try:
+            import reference
+            paths.add(Path(reference.__file__).resolve().parent)
+        except ImportError:
+            pass
+        return tuple(sorted(paths))
+
+
+def load(assignment_id: str, root: Path | None = None) -> Assignment:
+    root = root or PROJECT_ROOT
+    folder = root / "assignments" / assignment_id
+    spec_file = folder / "assignment.toml"
+    if not spec_file.is_file():
+        known = sorted(p.name for p in (root / "assignments").glob("*/assignment.toml") for p in [p.parent])
+        raise SpecError(f"no assignment {assignment_id!r}: {spec_file} does not exist"
+                        + (f" (known: {', '.join(known)})" if known else ""))
+    with spec_file.open("rb") as fh:
+        try:
+            raw = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"{spec_file}: {exc}") from None
+    questions = []
+    for i, q in enumerate(raw.get("questions", [])):
+        try:
+            questions.append(Question(
+                id=str(q["id"]), title=str(q.get("title", q["id"])), points=float(q["points"]),
+                manual=bool(q.get("manual", False)), defines=tuple(q.get("defines", ())),
+                rtol=q.get("rtol"), atol=q.get("atol"),
+            ))
+        except KeyError as exc:
+            raise SpecError(f"{spec_file}: question #{i + 1} lacks {exc.args[0]!r}") from None
+    ids = [q.id for q in questions]
+    if len(set(ids)) != len(ids):
+        raise SpecError(f"{spec_file}: question ids repeat: {ids}")
+    if not questions:
+        raise SpecError(f"{spec_file}: no [[questions]]")
+    limit_fields = {f.name for f in dataclasses.fields(Limits)}
+    unknown = set(raw.get("limits", {})) - limit_fields
+    if unknown:
+        raise SpecError(f"{spec_file}: unknown limits {sorted(unknown)}; known: {sorted(limit_fields)}")
+    gpu = raw.get("gpu", "none")
+    if gpu not in GPU_MODES:
+        raise SpecError(f"{spec_file}: gpu must be one of {GPU_MODES}, not {gpu!r}")
+    data_dir = raw.get("data_dir")
+    return Assignment(
+        id=assignment_id,
+        title=raw.get("title", assignment_id),
+        root=folder,
+        graders_dir=root / "graders" / assignment_id,
+        questions=tuple(questions),
+        limits=Limits(**raw.get("limits", {})),
+        gpu=gpu,
+        data_dir=(folder / data_dir) if data_dir else None,
+    )

@@ -1,0 +1,92 @@
+"""Grade one submission, end to end, in a process of its own.
+
+``python -m gradekit.worker JOB.json`` is what :mod:`gradekit.batch` runs per submission, so
+that a crash, a hang or a leak in one grading run costs that submission alone. It can also
+be called in-process (``grade``), which ``gradekit check`` and the Gradescope runner do.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+from . import report as reports
+from .bridge import Submission
+from .execute import KernelSession
+from .grading import run_graders
+from .sandbox import Job, Limits, Sandbox, get_sandbox
+from .spec import Assignment, load
+
+SUSPICIOUS_FILES = ("results.json", "report.json", "gradebook.csv")
+
+
+def submission_seed(sha256: str, assignment_id: str, secret: str = "") -> int:
+    """Inputs differ per submission (and per course when a secret is set): no hard-coding."""
+    digest = hashlib.sha256(f"{secret}:{assignment_id}:{sha256}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def _tampering_notes(job: Job) -> list[str]:
+    notes = []
+    try:
+        for name in SUSPICIOUS_FILES:
+            for found in job.work_dir.rglob(name):
+                notes.append(f"Your notebook wrote `{found.relative_to(job.work_dir)}`; it was ignored: "
+                             "scores come only from the graders.")
+    except OSError:
+        pass
+    return notes
+
+
+def grade(assignment: Assignment, nb: nbformat.NotebookNode, *, sha256: str, sources: list[str],
+          submission_id: str, sandbox: Sandbox, job_root: Path, limits: Limits, hidden: tuple[Path, ...] = (),
+          gpus: tuple[str, ...] = (), include_hidden: bool = True, secret: str = "") -> dict:
+    """Run the notebook in ``sandbox``, run the graders over it, and return the report."""
+    t0 = time.monotonic()
+    seed = submission_seed(sha256, assignment.id, secret)
+    job = Job(id=submission_id, root=job_root, limits=limits, gpus=gpus, data_dir=assignment.data_dir,
+              hidden_paths=tuple(hidden) + assignment.secret_paths())
+    job.root.mkdir(parents=True, exist_ok=True)
+    session = KernelSession(sandbox, job)
+    try:
+        execution = session.execute(nb)
+        t_exec = time.monotonic() - t0
+        notes = _tampering_notes(job)
+        submission = Submission(session, call_timeout=limits.call_timeout, seed=seed, source=sources[0])
+        tests, problems, t_grade = run_graders(assignment, submission, include_hidden=include_hidden,
+                                               log_path=job.root / "pytest.log")
+    finally:
+        session.close()
+    if problems:
+        notes.append("Grader problems (for course staff): " + "; ".join(problems))
+    sandbox_info = {"backend": sandbox.name, "isolated": sandbox.isolated,
+                    "limits": dataclasses.asdict(limits), "gpus": list(gpus)}
+    return reports.build(
+        assignment, submission_id=submission_id, sha256=sha256, sources=sources, status="graded",
+        tests=[t.to_dict() for t in tests], execution=execution.to_dict(), sandbox=sandbox_info, seed=seed,
+        timing={"total": round(time.monotonic() - t0, 3), "execute": round(t_exec, 3), "grade": round(t_grade, 3)},
+        notes=notes)
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[0]).read_text())
+    assignment = load(spec["assignment"], Path(spec["project_root"]) if spec.get("project_root") else None)
+    nb = nbformat.read(spec["notebook"], as_version=4)
+    sandbox = get_sandbox(spec["sandbox"])
+    sandbox.check()
+    limits = Limits(**spec["limits"])
+    report = grade(assignment, nb, sha256=spec["sha256"], sources=spec["sources"], submission_id=spec["id"],
+                   sandbox=sandbox, job_root=Path(spec["job_root"]), limits=limits,
+                   hidden=tuple(Path(p) for p in spec.get("hidden", [])), gpus=tuple(spec.get("gpus", [])),
+                   secret=spec.get("secret", ""))
+    reports.write_all(report, Path(spec["out"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
