@@ -59,13 +59,14 @@ RUN --mount=type=bind,source=.wheelhouse,target=/wheels \
 #    10001:10001 and chowns the IPC folder to it), and the entry point.
 RUN echo "student:x:10001:10001:gradekit student:/work:/usr/sbin/nologin" >>/etc/passwd \
  && echo "student:x:10001:" >>/etc/group \
- && mkdir -p /work /mnt/submission && chown 10001:10001 /work
+ && mkdir -p /work /mnt/submission && chown 10001:10001 /work && chmod 0700 /work
 COPY scripts/image/entry.sh /usr/local/bin/gradekit-entry
 
+# NVIDIA_VISIBLE_DEVICES is left unset on purpose: the sandbox sets it to "void" for a
+# container without GPUs, and Docker's --gpus sets it for one with.
 ENV HOME=/work \
     MPLBACKEND=Agg \
     MPLCONFIGDIR=/tmp/matplotlib \
-    NVIDIA_VISIBLE_DEVICES=void \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 ARG GRADEKIT_RECIPE=unknown
 LABEL org.opencontainers.image.title="gradekit grading image" \
