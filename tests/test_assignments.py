@@ -1,0 +1,86 @@
+"""Every assignment's graders can fail: master full marks, template zero, and each wrong
+variant (tests/fixtures/ID/variants.toml) loses exactly its question's points."""
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from conftest import ROOT, apply_variant, grade_notebooks, load_variants, needs_root
+from gradekit.assign import is_stale
+from gradekit.spec import load
+
+ASSIGNMENTS = sorted(p.parent.name for p in (ROOT / "assignments").glob("*/assignment.toml"))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Grade master, template and all variants of every assignment, once per test run."""
+    needs_root()
+    results = {}
+    for aid in ASSIGNMENTS:
+        a = load(aid)
+        master = nbformat.read(str(a.master_path), as_version=4)
+        notebooks = {"master": master, "template": nbformat.read(str(a.template_path), as_version=4)}
+        for v in load_variants(aid):
+            notebooks[f"variant-{v['name']}"] = apply_variant(master, v["replace"])
+        results[aid] = grade_notebooks(aid, notebooks, tmp_path_factory.mktemp(aid))
+    return results
+
+
+def _explain(report: dict) -> str:
+    lines = [f"{t['question']} {t['name']}: {t['status']} {t['points_earned']}/{t['points_possible']} {t['message'][:200]}"
+             for t in report["tests"]]
+    ex = report.get("execution") or {}
+    return "\n".join(lines + [f"execution: {ex.get('status')} {ex.get('message')}", f"reason: {report.get('reason')}"])
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_template_is_current(aid):
+    assert not is_stale(load(aid)), f"student_templates/{aid}.ipynb is stale: run `gradekit assign {aid}`"
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_master_scores_full_marks(graded, aid):
+    rep = graded[aid]["master"]
+    a = load(aid)
+    assert rep["status"] == "graded", rep["reason"]
+    assert rep["score"] == pytest.approx(a.auto_points), _explain(rep)
+    assert all(t["status"] == "passed" for t in rep["tests"]), _explain(rep)
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_template_scores_zero(graded, aid):
+    rep = graded[aid]["template"]
+    assert rep["status"] == "graded", rep["reason"]
+    assert rep["score"] == 0, _explain(rep)
+    assert any(t["status"] == "failed" for t in rep["tests"])
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_manual_questions_are_reported_as_manual(graded, aid):
+    rep = graded[aid]["master"]
+    for q in load(aid).questions:
+        row = next(r for r in rep["questions"] if r["id"] == q.id)
+        assert (row["status"] == "manual") == q.manual, row
+
+
+VARIANTS = [(aid, v) for aid in ASSIGNMENTS for v in load_variants(aid)]
+
+
+@pytest.mark.parametrize("aid,variant", VARIANTS, ids=[f"{a}:{v['name']}" for a, v in VARIANTS])
+def test_wrong_variant_loses_exactly_its_question(graded, aid, variant):
+    a = load(aid)
+    rep = graded[aid][f"variant-{variant['name']}"]
+    assert rep["status"] == "graded", rep["reason"]
+    per_q = {q["id"]: q for q in rep["questions"]}
+    lost = per_q[variant["question"]]
+    assert lost["points_earned"] == 0, f"{variant['name']} kept points on {variant['question']}:\n{_explain(rep)}"
+    want = a.auto_points - a.question(variant["question"]).points
+    assert rep["score"] == pytest.approx(want), f"{variant['name']} lost points elsewhere:\n{_explain(rep)}"
+
+
+def test_every_auto_question_has_a_variant():
+    """Each auto-graded question has at least one wrong variant that proves its test can fail."""
+    missing = [f"{aid}:{q.id}" for aid in ASSIGNMENTS for q in load(aid).questions
+               if not q.manual and q.id not in {v["question"] for v in load_variants(aid)}]
+    assert not missing, f"auto-graded questions without a wrong-variant fixture: {missing}"
