@@ -1,0 +1,195 @@
+"""reference.retrieval against sklearn's average_precision_score, torch
+(F.normalize, torchvision AlexNet), brute force and hypothesis properties."""
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.cluster import KMeans
+from sklearn.metrics import average_precision_score
+
+from reference import retrieval as R
+
+
+def test_l2_normalize_matches_torch(rng):
+    x = rng.standard_normal((5, 7))
+    x[2] = 0
+    ref = torch.nn.functional.normalize(torch.tensor(x), dim=1).numpy()
+    assert np.allclose(R.l2_normalize(x), ref)
+    assert np.allclose(np.linalg.norm(R.l2_normalize(x)[[0, 1, 3, 4]], axis=1), 1)
+
+
+def test_gem_limits_and_reference(rng):
+    x = rng.uniform(0.1, 2.0, (2, 4, 5, 6))
+    assert np.allclose(R.gem_pool(x, p=1.0), x.mean(axis=(2, 3)))
+    assert np.allclose(R.gem_pool(x, p=np.inf), x.max(axis=(2, 3)))
+    assert np.allclose(R.gem_pool(x, p=500.0), x.max(axis=(2, 3)), rtol=1e-2)
+    # p = 3 written out (cirtorch: clamp(eps).pow(p).mean().pow(1/p))
+    xt = torch.tensor(x)
+    ref = torch.nn.functional.avg_pool2d(xt.clamp(min=1e-6).pow(3), (5, 6)).pow(1 / 3).squeeze(-1).squeeze(-1)
+    assert np.allclose(R.gem_pool(x, 3.0), ref.numpy())
+    # N x N x 256 map pools to 256 values (retrieval practical Q8)
+    assert R.gem_pool(rng.uniform(0, 1, (256, 7, 7))).shape == (256,)
+    # per-channel p
+    p = np.array([1.0, 2.0, 3.0, np.inf])
+    out = R.gem_pool(x, p)
+    for c in range(4):
+        assert np.allclose(out[:, c], R.gem_pool(x[:, c:c + 1], p[c])[:, 0])
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays(np.float64, (3, 4, 4), elements=st.floats(0.01, 100.0)), st.floats(1.0, 50.0))
+def test_property_gem_between_mean_and_max_and_monotone(x, p):
+    g = R.gem_pool(x, p, eps=0)
+    mean, mx = x.reshape(3, -1).mean(1), x.reshape(3, -1).max(1)
+    assert np.all(g >= mean * (1 - 1e-9)) and np.all(g <= mx * (1 + 1e-9))
+    assert np.all(R.gem_pool(x, p + 1.0, eps=0) >= g * (1 - 1e-9))  # power-mean inequality
+
+
+def test_alexnet_fc7_is_classifier_without_last_layer(rng):
+    torch.manual_seed(0)
+    model = torchvision.models.alexnet(weights=None)
+    x = rng.standard_normal((2, 3, 224, 224)).astype(np.float32)
+    feats = R.alexnet_fc7(model, x)
+    assert feats.shape == (2, 4096) and feats.dtype == np.float64
+    model.eval()
+    with torch.no_grad():
+        t = torch.tensor(x)
+        h = torch.flatten(model.avgpool(model.features(t)), 1)
+        ref = model.classifier[:-1](h).numpy()
+    assert np.allclose(feats, ref, atol=1e-5)
+
+
+def test_neural_codes_are_unit_length(rng):
+    from reference.architectures import babenko_convnet
+
+    torch.manual_seed(0)
+    model = babenko_convnet()
+    x = rng.uniform(0, 1, (3, 3, 64, 64)).astype(np.float32)
+    codes = R.neural_codes(model, x)
+    assert codes["layer5"].shape == (3, 12544) and codes["layer6"].shape == (3, 2048)
+    for c in codes.values():
+        assert np.allclose(np.linalg.norm(c, axis=1), 1)
+    assert model.training  # restored
+
+
+def test_ranking_and_euclidean_equivalence(rng):
+    f = R.l2_normalize(rng.standard_normal((30, 8)))
+    order = R.rank_by_inner_product(f, f, exclude_self=True)
+    assert order.shape == (30, 29) and not np.any(order == np.arange(30)[:, None])
+    d = np.linalg.norm(f[:, None] - f[None], axis=2) ** 2
+    np.fill_diagonal(d, np.inf)
+    assert np.array_equal(order[:, :5], np.argsort(d, axis=1, kind="stable")[:, :5])
+    assert np.allclose(R.squared_euclidean_from_inner_product(f @ f.T), np.where(np.isinf(d), 0, d), atol=1e-12)
+    idx, same = R.top_k_retrieval(f, 5, query_indices=range(10), labels=np.arange(30) % 3)
+    assert np.array_equal(idx, order[:10, :5]) and same.shape == (10, 5)
+    assert np.array_equal(same, (np.arange(30) % 3)[idx] == (np.arange(10) % 3)[:, None])
+
+
+def test_average_precision_matches_sklearn_including_ties(rng):
+    for trial in range(300):
+        n = int(rng.integers(2, 40))
+        if trial % 3 == 0:
+            s = rng.standard_normal(n)
+        else:
+            s = rng.integers(-3, 4, n) * (0.5 if trial % 2 else 1.0)
+        y = rng.random(n) < 0.3
+        y[rng.integers(n)] = True
+        assert R.average_precision(y, s) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    # 1-ulp neighbours and signed zeros go through the exact path
+    s = np.array([1.0, np.nextafter(1.0, 2.0), 0.0, -0.0, 0.5])
+    y = np.array([0, 1, 1, 0, 1], bool)
+    assert R.average_precision(y, s) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+
+
+def test_ap_hand_example():
+    # ranking: rel, non, rel, non -> AP = (1/1 + 2/3) / 2
+    assert R.average_precision([1, 0, 1, 0], [4.0, 3.0, 2.0, 1.0]) == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_all_vs_all_map_matches_sklearn_loop(rng):
+    n = 300
+    labels = rng.integers(0, 6, n)
+    f = R.l2_normalize(rng.standard_normal((n, 16)) + rng.standard_normal((6, 16))[labels])
+    ap = R.average_precisions_all_vs_all(f, labels, chunk_size=37, n_jobs=2)
+    s = f @ f.T
+    ref = []
+    for i in range(n):
+        m = np.arange(n) != i
+        ref.append(average_precision_score(labels[m] == labels[i], s[i, m]))
+    assert np.allclose(ap, ref, atol=1e-12)
+    assert R.mean_average_precision(f, labels) == pytest.approx(np.mean(ref), abs=1e-12)
+    assert R.mean_average_precision(f, labels, n_jobs=1, chunk_size=1000) == pytest.approx(np.mean(ref), abs=1e-12)
+
+
+def test_map_query_without_relevant_items_is_left_out():
+    f = np.eye(4)
+    labels = np.array([0, 0, 1, 2])
+    ap = R.average_precisions_all_vs_all(f, labels)
+    assert np.isnan(ap[2]) and np.isnan(ap[3])
+    assert R.mean_average_precision(f, labels) == pytest.approx(np.nanmean(ap))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 6), st.integers(2, 8), st.integers(0, 2**31 - 1))
+def test_property_perfect_ranking_map_is_one(k, per, seed):
+    r = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(k), per)
+    centres = R.l2_normalize(r.standard_normal((k, 64))) * 10
+    f = centres[labels] + 1e-3 * r.standard_normal((k * per, 64))
+    assert R.mean_average_precision(f, labels) == pytest.approx(1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.integers(2, 30), elements=st.floats(-5, 5)), st.data())
+def test_property_ap_equals_sklearn(s, data):
+    y = data.draw(arrays(bool, s.size))
+    if not y.any():
+        y[0] = True
+    assert R.average_precision(y, s) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+
+
+def test_kmeans_reaches_sklearn_quality(rng):
+    x = np.concatenate([rng.standard_normal((50, 2)) + c for c in ([0, 0], [8, 0], [0, 8])])
+    c, a, inertia = R.kmeans(x, 3, seed=0)
+    sk = KMeans(3, n_init=10, random_state=0).fit(x)
+    assert inertia == pytest.approx(sk.inertia_, rel=1e-6)
+    assert inertia == pytest.approx(((x - c[a]) ** 2).sum())
+    c2, a2, _ = R.kmeans(x, 3, seed=0)
+    assert np.array_equal(a, a2)  # reproducible from the seed
+
+
+def test_product_quantisation_identities(rng):
+    x = rng.standard_normal((400, 16))
+    books = R.pq_train(x, num_subvectors=4, num_centroids=16, seed=0)
+    assert books.shape == (4, 16, 4)
+    codes = R.pq_encode(x, books)
+    assert codes.shape == (400, 4) and codes.dtype == np.uint8
+    rec = R.pq_decode(codes, books)
+    # each sub-vector is mapped to its nearest centroid
+    for m in range(4):
+        d = ((x[:, None, 4 * m:4 * m + 4] - books[m][None]) ** 2).sum(-1)
+        assert np.array_equal(codes[:, m], d.argmin(1))
+    q = rng.standard_normal((5, 16))
+    adc = R.pq_asymmetric_distances(q, codes, books)
+    assert np.allclose(adc, ((q[:, None] - rec[None]) ** 2).sum(-1))  # ADC = ||q - q(y)||^2
+    idx, dist = R.pq_search(q, codes, books, k=10)
+    assert np.allclose(dist, np.sort(adc, axis=1)[:, :10])
+    ex_idx, ex_d = R.exhaustive_search(q, x, k=10)
+    assert np.allclose(ex_d, np.sort(((q[:, None] - x[None]) ** 2).sum(-1), axis=1)[:, :10])
+    r100 = R.recall_at_r(R.pq_search(q, codes, books, k=100)[0], ex_idx, 100)
+    assert R.recall_at_r(idx, ex_idx, 1) <= r100 <= 1.0
+    assert 0 <= R.knn_intersection_recall(idx, ex_idx) <= 1
+
+
+def test_pq_with_one_centroid_per_point_is_exact(rng):
+    x = rng.standard_normal((12, 6))
+    books = R.pq_train(x, 2, num_centroids=12, seed=1)
+    codes = R.pq_encode(x, books)
+    assert np.allclose(R.pq_decode(codes, books), x)
+    q = rng.standard_normal((4, 6))
+    assert R.recall_at_r(R.pq_search(q, codes, books, 1)[0], R.exhaustive_search(q, x, 1)[0], 1) == 1.0
+    assert R.knn_intersection_recall(R.pq_search(q, codes, books, 3)[0], R.exhaustive_search(q, x, 3)[0]) == 1.0
