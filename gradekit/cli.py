@@ -23,11 +23,12 @@ def _limits_from(args, base):
 def choose_sandbox(name: str, assignment=None) -> str:
     """``auto`` means docker when an engine answers and its image is ready, else process."""
     from .sandbox import SandboxUnavailable, get_sandbox
+    torch = assignment.torch if assignment is not None else True
     if name != "auto":
-        get_sandbox(name).check()
+        get_sandbox(name, torch=torch).check()
         return name
     try:
-        get_sandbox("docker").check()
+        get_sandbox("docker", torch=torch).check()
         return "docker"
     except (SandboxUnavailable, ImportError, ValueError) as exc:
         _say(f"warning: using the process sandbox, because the Docker sandbox is unavailable: {exc}")

@@ -4,6 +4,7 @@ Example::
 
     title = "Softmax and friends"
     gpu = "none"                 # none | optional | required
+    torch = false                # the kernel needs no torch: the light image is enough
 
     [limits]                     # any field of gradekit.sandbox.Limits
     memory_mb = 1024
@@ -63,6 +64,7 @@ class Assignment:
     limits: Limits
     gpu: str = "none"
     data_dir: Path | None = None
+    torch: bool = True          # False: the kernel needs no torch (the light grading image will do)
 
     @property
     def master_path(self) -> Path:
@@ -148,4 +150,5 @@ def load(assignment_id: str, root: Path | None = None) -> Assignment:
         limits=Limits(**raw.get("limits", {})),
         gpu=gpu,
         data_dir=(folder / data_dir) if data_dir else None,
+        torch=bool(raw.get("torch", True)),
     )

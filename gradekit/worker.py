@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     assignment = load(spec["assignment"], Path(spec["project_root"]) if spec.get("project_root") else None)
     nb = nbformat.read(spec["notebook"], as_version=4)
-    sandbox = get_sandbox(spec["sandbox"])
+    sandbox = get_sandbox(spec["sandbox"], torch=assignment.torch)
     sandbox.check()
     limits = Limits(**spec["limits"])
     report = grade(assignment, nb, sha256=spec["sha256"], sources=spec["sources"], submission_id=spec["id"],
