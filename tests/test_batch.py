@@ -1,0 +1,110 @@
+"""One submission's crash, hang or interruption never costs the others their reports."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import ROOT, needs_root
+from gradekit import batch, report
+from gradekit.batch import BatchOptions, grade_batch
+from gradekit.spec import load
+
+EXAMPLES = ROOT / "assignments" / "example" / "submissions"
+
+
+def _copy(tmp: Path, names: dict[str, str]) -> Path:
+    d = tmp / "subs"
+    d.mkdir()
+    for new, old in names.items():
+        (d / new).write_bytes((EXAMPLES / old).read_bytes())
+    return d
+
+
+def _fake_python(tmp: Path, rule: str) -> str:
+    """A stand-in interpreter that misbehaves for submissions whose source matches ``rule``."""
+    script = tmp / "python"
+    script.write_text(f"#!/bin/bash\nif grep -q '{rule.split(':')[1]}' \"$3\"; then {rule.split(':')[0]}; fi\n"
+                      f"exec {sys.executable} \"$@\"\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_worker_crash_becomes_an_error_report_and_others_are_graded(tmp_path, monkeypatch):
+    needs_root()
+    subs = _copy(tmp_path, {"good.ipynb": "alice_correct.ipynb", "crash.ipynb": "bob_partly_wrong.ipynb"})
+    monkeypatch.setattr(batch.sys, "executable", _fake_python(tmp_path, "kill -SEGV $$:crash.ipynb"))
+    reports = grade_batch([subs], load("example"), tmp_path / "out", BatchOptions(workers=2, progress=False))
+    by = {Path(r["submission"]["sources"][0]).name: r for r in reports}
+    assert by["good.ipynb"]["status"] == "graded" and by["good.ipynb"]["score"] == 5
+    assert by["crash.ipynb"]["status"] == "error" and "worker failed" in by["crash.ipynb"]["reason"]
+    for r in reports:
+        assert json.loads((tmp_path / "out" / r["submission"]["id"] / "report.json").read_text())["status"] == r["status"]
+    assert "crash.ipynb" in (tmp_path / "out" / "gradebook.csv").read_text()
+
+
+def test_hung_worker_is_stopped_at_the_hard_limit(tmp_path, monkeypatch):
+    needs_root()
+    subs = _copy(tmp_path, {"good.ipynb": "alice_correct.ipynb", "hang.ipynb": "bob_partly_wrong.ipynb"})
+    monkeypatch.setattr(batch.sys, "executable", _fake_python(tmp_path, "sleep 600:hang.ipynb"))
+    monkeypatch.setattr(batch, "GRADING_ALLOWANCE", 15.0)
+    a = load("example")
+    t0 = time.monotonic()
+    reports = grade_batch([subs], a, tmp_path / "out",
+                          BatchOptions(workers=2, progress=False, limits=a.limits.replace(total_timeout=5)))
+    assert time.monotonic() - t0 < 60
+    by = {Path(r["submission"]["sources"][0]).name: r for r in reports}
+    assert by["hang.ipynb"]["status"] == "error" and "hard limit of 20 s" in by["hang.ipynb"]["reason"]
+    assert by["good.ipynb"]["score"] == 5
+
+
+def test_ctrl_c_leaves_reports_for_every_submission_and_no_kernel(tmp_path):
+    needs_root()
+    subs = _copy(tmp_path, {"slow.ipynb": "carol_timing_out.ipynb"})
+    nb = nbformat.read(str(subs / "slow.ipynb"), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(f"# {os.urandom(8).hex()}"))  # a job id of its own
+    nbformat.write(nb, str(subs / "slow.ipynb"))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "gradekit.cli", "grade", str(subs), "-a", "example", "-o", str(out),
+                             "--sandbox", "process", "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(6)  # the kernel is now stuck in the infinite loop
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output.decode()
+    rep = json.loads(next(out.glob("*/report.json")).read_text())
+    assert rep["status"] == "error" and "interrupted" in rep["reason"]
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-f", rep["submission"]["id"]], capture_output=True, text=True).stdout.split()
+    assert left == [], f"kernel processes left behind: {left}"
+
+
+def test_atomic_write_never_leaves_a_half_file(tmp_path, monkeypatch):
+    target = tmp_path / "report.json"
+    report.write_atomic(target, "old")
+
+    def boom(src, dst):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(report.os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        report.write_atomic(target, "new" * 1000)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_cli_exit_codes(tmp_path):
+    needs_root()
+    bad = subprocess.run([sys.executable, "-m", "gradekit.cli", "grade", str(EXAMPLES / "dave_broken.ipynb"),
+                          "-a", "no-such-assignment", "-o", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "no assignment 'no-such-assignment'" in bad.stderr
+    ok = subprocess.run([sys.executable, "-m", "gradekit.cli", "grade", str(EXAMPLES / "dave_broken.ipynb"),
+                         str(EXAMPLES / "bob_partly_wrong.ipynb"), "-a", "example", "-o", str(tmp_path / "o"),
+                         "--sandbox", "process"], capture_output=True, text=True, cwd=ROOT)
+    assert ok.returncode == 0, ok.stderr  # grading ran; the scores are not the exit code
+    assert "rejected" in ok.stdout and "2/5" in ok.stdout
