@@ -25,6 +25,7 @@ import nbformat
 from . import intake
 from . import report as reports
 from .sandbox import Limits
+from .sandbox.gpus import GpuPool
 from .spec import Assignment
 
 GRADING_ALLOWANCE = 300.0   # seconds for kernel start and the graders, on top of the notebook's limit
@@ -68,30 +69,6 @@ class Progress:
             sys.stderr.flush()
 
 
-class _GpuPool:
-    """Hands each running job one device, so no GPU idles while work waits."""
-
-    def __init__(self, devices: list[str]):
-        self.devices = list(devices)
-        self.free = list(devices)
-        self.cond = threading.Condition()
-
-    def lease(self) -> str | None:
-        if not self.devices:
-            return None
-        with self.cond:
-            while not self.free:
-                self.cond.wait()
-            return self.free.pop(0)
-
-    def give_back(self, dev: str | None) -> None:
-        if dev is None:
-            return
-        with self.cond:
-            self.free.append(dev)
-            self.cond.notify()
-
-
 def _error_report(assignment: Assignment, sub: intake.Submission, sources: list[str], reason: str) -> dict:
     return reports.build(assignment, submission_id=sub.id, sha256=sub.sha256, sources=sources,
                          status="error", reason=reason)
@@ -110,7 +87,7 @@ def grade_batch(paths: list[str | Path], assignment: Assignment, out_dir: Path, 
     progress = Progress(len(unique), options.progress)
     run_dir = Path(tempfile.mkdtemp(prefix="gk-"))
     os.chmod(run_dir, 0o711)
-    gpu_pool = _GpuPool(options.gpus)
+    gpu_pool = GpuPool(options.gpus if assignment.gpu != "none" else ())
     procs: dict[str, subprocess.Popen] = {}
     stopping = threading.Event()
 
@@ -124,11 +101,11 @@ def grade_batch(paths: list[str | Path], assignment: Assignment, out_dir: Path, 
             return rep
         nb_path = run_dir / f"{sub.id}.ipynb"
         nbformat.write(sub.notebook, str(nb_path))
-        device = gpu_pool.lease() if assignment.gpu != "none" else None
+        devices = gpu_pool.acquire()  # () on the CPU; blocks while every GPU is busy
         job = {"assignment": assignment.id, "project_root": str(assignment.root.parent.parent),
                "notebook": str(nb_path), "sha256": sub.sha256, "sources": sources, "id": sub.id,
                "sandbox": options.sandbox, "limits": dataclasses.asdict(limits), "job_root": str(run_dir / sub.id),
-               "out": str(folder), "hidden": [str(out_dir), str(run_dir)], "gpus": [device] if device else [],
+               "out": str(folder), "hidden": [str(out_dir), str(run_dir)], "gpus": list(devices),
                "secret": options.secret}
         job_file = run_dir / f"{sub.id}.json"
         job_file.write_text(json.dumps(job))
@@ -165,7 +142,7 @@ def grade_batch(paths: list[str | Path], assignment: Assignment, out_dir: Path, 
             reports.write_all(rep, folder)
         finally:
             procs.pop(sub.id, None)
-            gpu_pool.give_back(device)
+            gpu_pool.release(devices)
         progress.update(sources[0], rep["status"], f"{rep['score']:g}/{rep['auto_points_possible']:g}")
         return rep
 

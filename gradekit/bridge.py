@@ -264,6 +264,11 @@ class Submission:
             raise StudentError(f"`{name}` is not defined in your notebook{detail}")
         if "value" not in reply:
             raise BridgeDecodeError(f"the reply for {what} is malformed")
+        if op == "new":  # a handle, not a value: {"__handle__": token, "class": name}
+            value = reply["value"]
+            if not (isinstance(value, dict) and value.get("__handle__") == token):
+                raise BridgeDecodeError(f"the reply for {what} is malformed")
+            return {"__handle__": token, "class": str(value.get("class", ""))[:100]}
         return decode(reply["value"])
 
     def _collect(self, kc, msg_id: str, token: str, what: str):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -53,15 +52,11 @@ def cmd_grade(args) -> int:
 
 
 def _gpus(spec: str | None, assignment) -> list[str]:
-    from .sandbox.base import SandboxUnavailable
-    try:
-        from .sandbox.gpus import parse_gpus
-        devices = parse_gpus(spec) if spec else []
-    except ImportError:
-        devices = [d for d in (spec or "").split(",") if d]
-    if assignment.gpu == "required" and not devices:
-        raise SandboxUnavailable(f"assignment {assignment.id!r} requires a GPU; pass --gpus (none were given or found)")
-    return devices if assignment.gpu != "none" else []
+    """Devices for this run; a GPU-required assignment without one stops here, before any job."""
+    from .sandbox.gpus import check_requirement, parse_gpus
+    devices = list(parse_gpus(spec)) if spec and assignment.gpu != "none" else []
+    check_requirement(assignment.gpu, devices, assignment=f"assignment {assignment.id!r}")
+    return devices
 
 
 def cmd_assign(args) -> int:
@@ -99,7 +94,6 @@ def cmd_assign(args) -> int:
 
 
 def cmd_check(args) -> int:
-    import nbformat
     from . import intake
     from .report import to_markdown
     from .sandbox import get_sandbox
@@ -120,7 +114,6 @@ def cmd_check(args) -> int:
         os.chmod(tmp, 0o711)
         rep = grade(assignment, sub.notebook, sha256=sub.sha256, sources=[args.notebook], submission_id=sub.id,
                     sandbox=sandbox, job_root=Path(tmp) / "job", limits=assignment.limits, include_hidden=False)
-    del nbformat
     public = [t for t in rep["tests"] if t.get("public")]
     print(f"{assignment.title}: public tests of {args.notebook}\n")
     for q in rep["questions"]:
@@ -156,11 +149,10 @@ def cmd_gradescope(args) -> int:
 def cmd_image(args) -> int:
     from . import image
     if args.action == "build":
-        tag = image.build(torch=not args.no_torch)
-        print(tag)
+        print(image.build(torch=not args.light))
     else:
-        for row in image.list_images():
-            print(json.dumps(row) if not isinstance(row, str) else row)
+        for info in image.list_images():
+            print(info.line())
     return 0
 
 
@@ -204,18 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("image", help="build or list the grading images")
     i.add_argument("action", choices=["build", "ls"])
-    i.add_argument("--no-torch", action="store_true", help="the light image without torch")
+    i.add_argument("--light", action="store_true", help="the light image, without torch")
     i.set_defaults(func=cmd_image)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from .sandbox.base import SandboxUnavailable
+    from .sandbox.gpus import GpuUnavailable
     from .spec import SpecError
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SpecError, SandboxUnavailable) as exc:
+    except (SpecError, SandboxUnavailable, GpuUnavailable) as exc:
         _say(str(exc))
         return 2
     except KeyboardInterrupt:

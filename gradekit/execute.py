@@ -276,6 +276,12 @@ class KernelSession:
             self._blocking = kc
         return self._blocking
 
+    def kernel_alive(self) -> bool:
+        return self._client is not None and bool(self._run(self._alive(), timeout=30))
+
+    def death_reason(self) -> str:
+        return self._run(self._describe_death(), timeout=30)
+
     def interrupt(self) -> None:
         if self._client is not None and self._client.km is not None:
             self._run(self._client.km.interrupt_kernel(), timeout=30)

@@ -22,7 +22,6 @@ submission, recorded in the report), ``credit`` (partial credit: set ``credit.fr
 from __future__ import annotations
 
 import contextvars
-import math
 
 import numpy as np
 import pytest
@@ -147,10 +146,6 @@ def assert_equal(actual, expected, *, name: str = "value") -> None:
         else:
             msg += ", which is not the right answer"
         raise StudentError(msg)
-
-
-def isclose_scalar(actual, expected, rtol=1e-7, atol=0.0) -> bool:
-    return math.isclose(float(actual), float(expected), rel_tol=rtol, abs_tol=atol)
 
 
 __all__ = ["question", "assert_close", "assert_equal", "expect_array", "Credit", "StudentError",
