@@ -15,8 +15,10 @@ packages rebuilds only the layers after torch (Docker's layer cache). The newest
 each variant is also tagged ``gradekit-grading:<variant>``.
 
 Offline builds install from a wheelhouse filled on the host with ``pip download``
-(``.wheelhouse/``, bind-mounted into the build, never copied into a layer); when the
-wheelhouse cannot be filled the build installs from the package index instead.
+(``.wheelhouse/<variant>/``, bind-mounted into the build, never copied into a layer);
+when the wheelhouse cannot be filled the build installs from the package index instead.
+The build context is ``.cache/image-context/<variant>/``: hard links to the recipe and
+to that variant's wheels only.
 
 Usable without the CLI: ``python -m gradekit.image build [--light]``, ``... ls``,
 ``... ensure [--light]``, ``... tag [--light]``.
@@ -40,7 +42,9 @@ VARIANTS = ("full", "light")
 IMAGE_PYTHON = "/opt/gradekit/venv/bin/python"
 #: Wheels are built for the image's interpreter, whatever the host runs.
 IMAGE_PYTHON_VERSION = "3.11"
-IMAGE_PLATFORM = "manylinux_2_36_x86_64"   # Debian bookworm: glibc 2.36
+#: Debian bookworm has glibc 2.36: every manylinux tag up to that (pip does not expand them).
+IMAGE_PLATFORMS = tuple(f"manylinux_2_{v}_x86_64" for v in range(36, 4, -1)) + (
+    "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64")
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 Log = Callable[[str], None]
@@ -221,24 +225,34 @@ def requirement_files(root: Path, torch: bool) -> list[Path]:
     return files
 
 
+def wheelhouse_dir(root: Path, torch: bool) -> Path:
+    """``.wheelhouse/<variant>``: the wheels one variant installs, and nothing else."""
+    return root / ".wheelhouse" / variant_of(torch)
+
+
 def fill_wheelhouse(torch: bool = True, root: Path | None = None, *, log: Log = _stderr,
                     python: str | None = None) -> bool:
-    """``pip download`` the image's packages into ``<root>/.wheelhouse`` (idempotent).
+    """``pip download`` the image's packages into ``.wheelhouse/<variant>`` (idempotent).
 
-    Returns False when pip could not fetch them (the build then uses the index).
+    Wheels are chosen for the image's interpreter (CPython 3.11, glibc 2.36, x86-64),
+    whatever the host runs. Returns False when pip could not fetch them (the build then
+    installs from the package index).
     """
     root = root or source_root()
     assert root is not None
-    house = root / ".wheelhouse"
-    house.mkdir(exist_ok=True)
+    house = wheelhouse_dir(root, torch)
+    house.mkdir(parents=True, exist_ok=True)
     reqs = requirement_files(root, torch)
     stamp_hash = hashlib.sha256(b"".join(f.read_bytes() for f in reqs)).hexdigest()[:16]
-    stamp = house / f".filled-{variant_of(torch)}-{stamp_hash}"
+    stamp = house / f".filled-{stamp_hash}"
     if stamp.exists():
         return True
     cmd = [python or sys.executable, "-m", "pip", "download", "-q", "-d", str(house),
            "--only-binary=:all:", "--python-version", IMAGE_PYTHON_VERSION,
-           "--implementation", "cp", "--platform", IMAGE_PLATFORM]
+           "--implementation", "cp", "--abi", "cp311", "--abi", "abi3", "--abi", "none"]
+    for plat in IMAGE_PLATFORMS:
+        cmd += ["--platform", plat]
+    cmd += ["--platform", "any"]
     for f in reqs:
         cmd += ["-r", str(f)]
     log(f"gradekit image: filling the wheelhouse {house} (pip download)")
@@ -248,9 +262,35 @@ def fill_wheelhouse(torch: bool = True, root: Path | None = None, *, log: Log = 
         log("gradekit image: pip download failed; the build will use the package index:\n  "
             + "\n  ".join(res.stderr.strip().splitlines()[-5:]))
         return False
+    for old in house.glob(".filled-*"):
+        old.unlink()
     stamp.touch()
     log(f"gradekit image: wheelhouse ready in {time.monotonic() - t:.0f} s")
     return True
+
+
+def build_context(root: Path, torch: bool, use_wheelhouse: bool) -> Path:
+    """A build context holding only what this variant's build reads: the recipe, and
+    (hard links to) its wheels. Sending the whole checkout, or the full variant's 3 GB of
+    wheels to a light build, costs a minute on a fresh engine."""
+    ctx = root / ".cache" / "image-context" / variant_of(torch)
+    if ctx.exists():
+        shutil.rmtree(ctx)
+    (ctx / ".wheelhouse").mkdir(parents=True)
+
+    def link(src: Path, dst: Path) -> None:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    for f in recipe_files(root):
+        link(f, ctx / f.relative_to(root))
+    if use_wheelhouse:
+        for whl in wheelhouse_dir(root, torch).glob("*.whl"):
+            link(whl, ctx / ".wheelhouse" / whl.name)
+    return ctx
 
 
 def ensure_base_image(root: Path, base_image: str = BASE_IMAGE, *, docker: str | None = None,
@@ -288,13 +328,14 @@ def build(torch: bool = True, *, wheelhouse: bool | None = None, base_image: str
         log(f"gradekit image: {tag} is up to date")
         return tag
     ensure_base_image(root, base_image, docker=docker, log=log)
-    (root / ".wheelhouse").mkdir(exist_ok=True)
+    use_wheels = False
     if wheelhouse is not False:
-        ok = fill_wheelhouse(torch, root, log=log)
-        if not ok and wheelhouse:
+        use_wheels = fill_wheelhouse(torch, root, log=log)
+        if not use_wheels and wheelhouse:
             raise ImageError("could not fill the wheelhouse with pip download (see above)")
+    ctx = build_context(root, torch, use_wheels)
     recipe = recipe_hash(torch, root, base_image)
-    cmd = [docker, "build", "-f", str(root / "Dockerfile"),
+    cmd = [docker, "build", "-f", str(ctx / "Dockerfile"),
            "--build-arg", f"TORCH={'full' if torch else 'none'}",
            "--build-arg", f"BASE_IMAGE={base_image}",
            "--build-arg", f"GRADEKIT_RECIPE={recipe}",
@@ -303,7 +344,7 @@ def build(torch: bool = True, *, wheelhouse: bool | None = None, base_image: str
         cmd += ["--secret", f"id=cacert,src={CA_BUNDLE}"]
     if quiet:
         cmd.append("-q")
-    cmd.append(str(root))
+    cmd.append(str(ctx))
     env = dict(os.environ, DOCKER_BUILDKIT="1")
     env.setdefault("BUILDKIT_PROGRESS", "plain")
     log(f"gradekit image: building {tag} ({'with' if torch else 'without'} torch)")

@@ -58,6 +58,10 @@ DATA_MOUNT = WORKDIR + "/data"
 LABEL_JOB = "gradekit.job"
 LABEL_OWNER = "gradekit.owner"
 LABEL_DEADLINE = "gradekit.deadline"
+#: Bytes of the container's own stdout/stderr (not cell output, which travels over the
+#: Jupyter channels) that reach the grader's kernel log; the rest is drained and dropped,
+#: so a notebook writing to /proc/1/fd/1 cannot fill the host's disk.
+CONSOLE_BYTES = 1024 * 1024
 #: Seconds the container may live past ``limits.total_timeout`` (the graders' calls into
 #: the kernel happen after the notebook has run), unless the sandbox is told otherwise.
 DEFAULT_GRADING_ALLOWANCE = 600.0
@@ -105,6 +109,7 @@ class DockerSandbox(Sandbox):
         self.nofile = nofile
         self.runtime = runtime
         self.extra_args = tuple(extra_args)
+        self.console_bytes = CONSOLE_BYTES
         self._names: dict[str, str] = {}            # job id -> container name
         self._timers: dict[str, threading.Timer] = {}
         self._timed_out: set[str] = set()
@@ -191,20 +196,22 @@ class DockerSandbox(Sandbox):
                 pass
 
     def _give_to_container(self, path: Path) -> None:
-        """Let the container's user write ``path`` (and read what is already in it)."""
-        try:
-            os.chown(path, CONTAINER_UID, CONTAINER_GID)
-            os.chmod(path, 0o700)
-            for p in path.iterdir():
-                if not p.is_symlink():
-                    os.chown(p, CONTAINER_UID, CONTAINER_GID)
-        except PermissionError:
-            # Not root (a member of the docker group): open the folder up instead. It lies
-            # inside job.root, which stays 0700 and private to the grader.
-            os.chmod(path, 0o777)
-            for p in path.iterdir():
-                if p.is_file() and not p.is_symlink():
+        """Let the container's user create its sockets in ``path`` and read what the
+        trusted side put there, but not replace it.
+
+        The folder becomes world-writable with the sticky bit (like /tmp) and stays owned
+        by the grader: the kernel can create its IPC sockets, yet cannot delete, rename
+        or swap the connection file (a symlink to a host file, or a file pointing the
+        bridge at other sockets) after the trusted side wrote it. It lies inside
+        ``job.root`` (0700), so no other user of the host can reach it.
+        """
+        os.chmod(path, 0o1777)
+        for p in path.iterdir():
+            try:
+                if p.is_file() and not p.is_symlink() and p.stat().st_uid == os.geteuid():
                     os.chmod(p, 0o644)
+            except OSError:
+                pass
 
     def container_name(self, job: Job) -> str:
         with self._lock:
@@ -322,10 +329,10 @@ class DockerSandbox(Sandbox):
         if restarted:
             # A kernel restart within the job: the previous container must be gone first.
             remove_containers([name], docker=self.docker)
-        cmd = [self.docker, "run", *self.run_args(job), self.image, IMAGE_PYTHON, *kernel_cmd[1:]]
+        run = [self.docker, "run", *self.run_args(job), self.image, IMAGE_PYTHON, *kernel_cmd[1:]]
         self._register(name, job)
         self._start_timer(job)
-        return cmd
+        return console_capped(run, self.console_bytes)
 
     def kill(self, job: Job) -> None:
         name = self._names.get(job.id)
@@ -336,6 +343,15 @@ class DockerSandbox(Sandbox):
                 pass
 
     def cleanup(self, job: Job) -> None:
+        name = self._names.get(job.id)
+        if timer := self._timers.get(job.id):
+            timer.cancel()
+        if name:
+            remove_containers([name], docker=self.docker)
+        self.forget(job)
+
+    def forget(self, job: Job) -> None:
+        """Drop the bookkeeping for ``job`` (timer, names) without touching the engine."""
         with self._lock:
             timer = self._timers.pop(job.id, None)
             name = self._names.pop(job.id, None)
@@ -344,7 +360,6 @@ class DockerSandbox(Sandbox):
         if timer is not None:
             timer.cancel()
         if name:
-            remove_containers([name], docker=self.docker)
             self._unregister(name)
 
     def describe_exit(self, job: Job, returncode: int | None) -> str:
@@ -430,6 +445,23 @@ class DockerSandbox(Sandbox):
             cls._live.clear()
         if names:
             remove_containers(names, docker=docker)
+
+
+def console_capped(cmd: list[str], limit: int = CONSOLE_BYTES) -> list[str]:
+    """Run ``cmd`` with its stdout+stderr cut to ``limit`` bytes (the rest is drained).
+
+    A POSIX shell pipeline: ``cmd 2>&1 | { head -c LIMIT; cat >/dev/null; }``. The docker
+    client never blocks (the pipe is always drained) and is never killed by SIGPIPE, so
+    the container's fate stays tied to the client's. All three processes share the
+    Popen'd process group, which jupyter_client signals as a whole.
+    """
+    return ["/bin/sh", "-c", f'"$@" 2>&1 | {{ head -c {int(limit)}; cat >/dev/null; }}',
+            "gradekit-console", *cmd]
+
+
+def docker_command(wrapped: list[str]) -> list[str]:
+    """The ``docker run ...`` inside a command made by :meth:`DockerSandbox.wrap`."""
+    return wrapped[4:] if wrapped[:2] == ["/bin/sh", "-c"] else wrapped
 
 
 def _has_files(d: Path) -> bool:

@@ -7,6 +7,9 @@
 #    grader also kills the container from the host at its own deadline; this one is the
 #    backstop for a grader that died without cleaning up.
 set -u
+# Sockets the kernel creates in the IPC folder must be writable by a grader that is not
+# root (only the grader can reach that folder on the host).
+umask 000
 if [ -d /mnt/submission ]; then
     cp -R /mnt/submission/. . 2>/dev/null || true
 fi

@@ -4,8 +4,15 @@
 # as the BuildKit secret "cacert" is used when present).
 set -eu
 PIP=/opt/gradekit/venv/bin/pip
-if ls /wheels/*.whl >/dev/null 2>&1; then
-    exec "$PIP" install -q --no-index --find-links /wheels "$@"
+# Wheels at the top of the wheelhouse, or one folder down (.wheelhouse/<variant>/ when the
+# whole checkout is the build context).
+LINKS=""
+for d in /wheels /wheels/*; do
+    if [ -d "$d" ] && ls "$d"/*.whl >/dev/null 2>&1; then LINKS="$LINKS --find-links $d"; fi
+done
+if [ -n "$LINKS" ]; then
+    # shellcheck disable=SC2086
+    exec "$PIP" install -q --no-index $LINKS "$@"
 fi
 if [ -s /run/secrets/cacert ]; then
     export PIP_CERT=/run/secrets/cacert

@@ -1,0 +1,402 @@
+"""The adversarial corpus, run in real containers through the whole pipeline.
+
+Every hostile notebook is the example assignment's master (all answers right) plus cells
+that attack the sandbox. They are graded in ONE batch with 2 workers, beside a clean copy
+of the master, with the Docker backend. For each attack we check that it was contained,
+that the report says what happened in plain words, that the host and the other
+submissions were unaffected, and that no container was left behind.
+
+Probe cells end with ``raise RuntimeError("PROBE " + json.dumps(seen))``: what the notebook
+could (not) do comes back in the report as that cell's error, through the same channel a
+person reads.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import secrets
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell
+
+from gradekit.sandbox.docker import list_containers
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+GRADERS_FILE = ROOT / "graders" / "example" / "test_example.py"
+CANARY = Path("/tmp") / f"gradekit-canary-{secrets.token_hex(4)}"
+PWNED = Path("/tmp") / f"gradekit-pwned-{secrets.token_hex(4)}"
+SLEEP_MARK = str(900000 + secrets.randbelow(99999))   # `sleep <this>` outlives nothing
+CELL_TIMEOUT = 8
+TOTAL_TIMEOUT = 45
+
+PROBE_END = '\nraise RuntimeError("PROBE " + json.dumps(seen))'
+
+
+def probe(body: str) -> str:
+    return "import json, os\nseen = {}\n" + body + PROBE_END
+
+
+ATTACKS: dict[str, list[str]] = {
+    # Processes: a shell fork bomb, then try to start one more process.
+    "fork-bomb": [probe(
+        "import subprocess\n"
+        "subprocess.Popen(['/bin/sh', '-c', 'f(){ f | f & }; f'])\n"
+        "import time; time.sleep(3)\n"
+        "try:\n    subprocess.run(['true'], timeout=5); seen['spawn'] = 'ok'\n"
+        "except Exception as e:\n    seen['spawn'] = type(e).__name__ + ': ' + str(e)[:80]\n"
+        "seen['pids_max'] = open('/sys/fs/cgroup/pids/pids.max').read().strip() "
+        "if os.path.exists('/sys/fs/cgroup/pids/pids.max') else '?'\n")],
+    "memory-bomb": ["import numpy as np\nhog = np.ones((3, 1024, 1024, 1024), dtype=np.uint8)"],
+    "infinite-loop-cell": ["while True:\n    pass"],
+    "uninterruptible-loop": ["import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"],
+    "infinite-notebook": ["import time\ntime.sleep(%d)" % (CELL_TIMEOUT - 2)] * 12,
+    "fill-tmp-and-workdir": [probe(
+        "chunk = b'0' * (1 << 20)\n"
+        "for where in ('/tmp', os.getcwd()):\n"
+        "    n = 0\n"
+        "    try:\n"
+        "        while n < 4096:\n"
+        "            with open(os.path.join(where, f'fill{n}'), 'wb') as f:\n"
+        "                for _ in range(64):\n"
+        "                    f.write(chunk)\n"
+        "            n += 1\n"
+        "        seen[where] = 'filled without limit'\n"
+        "    except OSError as e:\n"
+        "        seen[where] = e.strerror\n"
+        "    for i in range(n + 1):\n"
+        "        try: os.remove(os.path.join(where, f'fill{i}'))\n"
+        "        except OSError: pass\n")],
+    "network": [probe(
+        "import socket\n"
+        "port = int(os.environ.get('GK_PORT', '0')) or %(port)s\n"
+        "try:\n    socket.create_connection(('127.0.0.1', port), timeout=3); seen['loopback'] = 'connected'\n"
+        "except OSError as e:\n    seen['loopback'] = e.strerror or str(e)\n"
+        "try:\n    seen['dns'] = socket.gethostbyname('pypi.org')\n"
+        "except OSError as e:\n    seen['dns'] = type(e).__name__\n"
+        "seen['interfaces'] = sorted(os.listdir('/sys/class/net'))\n")],
+    "read-host-files": [probe(
+        "paths = [%(graders)r, %(canary)r, %(root)r, '/etc/shadow', '/root', '/home', "
+        "'/var/run/docker.sock', '/proc/1/root/etc/hostname', '/work/../../etc/gshadow']\n"
+        "for p in paths:\n"
+        "    try:\n"
+        "        if os.path.isdir(p):\n            seen[p] = 'listed:' + ','.join(sorted(os.listdir(p)))[:60]\n"
+        "        else:\n            seen[p] = 'read:' + open(p).read()[:30]\n"
+        "    except OSError as e:\n        seen[p] = e.strerror\n")],
+    "write-outside-workdir": [probe(
+        "import glob, site\n"
+        "ipc = [os.path.dirname(p) for p in glob.glob('/**/kernel.json', recursive=True) if 'proc' not in p]\n"
+        "targets = ['/etc/gk', '/gk', '/opt/gradekit/venv/gk', '/usr/local/bin/gk', '/mnt/submission/gk',\n"
+        "           os.path.join(site.getsitepackages()[0], 'gk.pth'), %(canary)r]\n"
+        "for t in targets:\n"
+        "    try:\n        open(t, 'w').write('x'); seen[t] = 'WROTE'\n"
+        "    except OSError as e:\n        seen[t] = e.strerror\n"
+        "for d in ipc[:1]:\n"
+        "    conn = os.path.join(d, 'kernel.json')\n"
+        "    try:\n        os.replace(conn, conn + '.x'); seen['swap-conn'] = 'SWAPPED'\n"
+        "    except OSError as e:\n        seen['swap-conn'] = e.strerror\n"
+        "    try:\n        os.symlink('/etc/shadow', os.path.join(d, 'x.npy')); seen['ipc-link'] = 'made'\n"
+        "    except OSError as e:\n        seen['ipc-link'] = e.strerror\n")],
+    "setuid-tricks": [probe(
+        "import subprocess, shutil\n"
+        "seen['setuid-bins'] = subprocess.run(['find', '/', '-xdev', '-perm', '-4000', '-type', 'f'],\n"
+        "                                     capture_output=True, text=True).stdout.split()\n"
+        "for cmd in (['su', '-c', 'id -u'], ['mount', '-t', 'tmpfs', 'none', '/mnt'],\n"
+        "            ['sh', '-c', 'cp /bin/sh /tmp/s && chmod u+s /tmp/s && /tmp/s -p -c \"id -u\"']):\n"
+        "    r = subprocess.run(cmd, capture_output=True, text=True, input='')\n"
+        "    seen[cmd[0] + str(len(seen))] = (r.returncode, r.stdout.strip()[-8:])\n"
+        "try:\n    os.setuid(0); seen['setuid0'] = 'ROOT'\n"
+        "except OSError as e:\n    seen['setuid0'] = e.strerror\n"
+        "st = open('/proc/self/status').read()\n"
+        "seen['nnp'] = [l for l in st.splitlines() if l.startswith(('NoNewPrivs', 'CapEff', 'Uid'))]\n")],
+    "stdout-1gb": ["import sys\ns = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(s)"],
+    "console-1gb": ["import os\nfd = os.open('/proc/1/fd/1', os.O_WRONLY)\nb = b'y' * (1 << 20)\n"
+                    "for _ in range(1024):\n    os.write(fd, b)"],
+    "background-process": [
+        "import subprocess, os\n"
+        "subprocess.Popen(['sleep', %(sleep)r], start_new_session=True)\n"
+        "if os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', %(sleep)r])"],
+    "kill-pid-1": ["import os, signal\nos.kill(1, signal.SIGKILL)\nimport time; time.sleep(1)\n"
+                   "os.kill(1, signal.SIGTERM)\ntime.sleep(5)"],
+    "host-paths-and-symlinks": [
+        "import os\n"
+        "os.symlink('/etc/shadow', 'answer.npy')\n"
+        "os.symlink(%(canary)r, 'canary.json')\n"
+        "n_params_conv = %(canary)r\n"],
+    "decoder-exploit": [
+        "import numpy as np, pickle, os\n"
+        "class Boom:\n"
+        "    def __reduce__(self):\n"
+        "        return (os.system, ('touch %(pwned)s',))\n"
+        "payload = pickle.dumps(Boom())\n"
+        "_right_softmax = softmax\n"
+        "def softmax(z, beta=1.0):\n"
+        "    return np.array([Boom(), 1.0], dtype=object)\n"
+        "def cross_entropy_grad(z, q):\n"
+        "    nested = []\n"
+        "    for _ in range(100000):\n"
+        "        nested = [nested]\n"
+        "    return nested\n"
+        "class Evil(int):\n"
+        "    def __eq__(self, o): return True\n"
+        "    def __reduce__(self): return (os.system, ('touch %(pwned)s',))\n"
+        "n_params_conv = Evil(1)\n"
+        "from IPython.display import display\n"
+        "display({'application/vnd.gradekit.reply+json': {'token': 'x', 'npy': payload.hex(),\n"
+        "         'value': {'__pickle__': payload.hex()}}}, raw=True)\n"],
+}
+
+
+class LoopbackServer:
+    """A TCP listener on the host's 127.0.0.1 that records who connects (bounded)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.5)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        deadline = time.monotonic() + 900
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                conn, _ = self.sock.accept()
+                self.connections += 1
+                conn.close()
+            except OSError:
+                continue
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+def _host_process_count() -> int:
+    return sum(1 for p in os.listdir("/proc") if p.isdigit())
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, light_image, docker_engine):
+    from gradekit.batch import BatchOptions, grade_batch
+    from gradekit.spec import load
+
+    CANARY.write_text("host secret " + secrets.token_hex(8))
+    server = LoopbackServer()
+    assignment = load("example")
+    master = nbformat.read(str(assignment.master_path), as_version=4)
+    fill = {"port": server.port, "graders": str(GRADERS_FILE), "canary": str(CANARY),
+            "root": str(ROOT), "sleep": SLEEP_MARK, "pwned": str(PWNED)}
+    notebooks = {"clean": copy.deepcopy(master)}
+    for name, cells in ATTACKS.items():
+        nb = copy.deepcopy(master)
+        for code in cells:
+            nb.cells.append(new_code_cell(code % fill if "%(" in code else code))
+        notebooks[name] = nb
+    tmp = tmp_path_factory.mktemp("adversarial")
+    src = tmp / "submissions"
+    src.mkdir()
+    for name, nb in notebooks.items():
+        nbformat.write(nb, str(src / f"{name}.ipynb"))
+    limits = assignment.limits.replace(cell_timeout=CELL_TIMEOUT, total_timeout=TOTAL_TIMEOUT,
+                                       memory_mb=1024, pids=128, disk_mb=256)
+    before = {c["name"] for c in list_containers(docker_engine)}
+    procs_before = _host_process_count()
+    t0 = time.monotonic()
+    try:
+        results = grade_batch([src], assignment, tmp / "out",
+                              BatchOptions(sandbox="docker", workers=2, limits=limits, progress=False))
+    finally:
+        server.close()
+    elapsed = time.monotonic() - t0
+    by_name = {Path(r["submission"]["sources"][0]).stem: r for r in results}
+    leftovers = [c for c in list_containers(docker_engine) if c["name"] not in before]
+    sleepers = subprocess.run(["pgrep", "-f", f"sleep {SLEEP_MARK}"], capture_output=True, text=True).stdout
+    yield {"reports": by_name, "elapsed": elapsed, "server": server, "leftovers": leftovers,
+           "sleepers": sleepers, "procs_before": procs_before, "limits": limits,
+           "points": assignment.auto_points}
+    CANARY.unlink(missing_ok=True)
+    PWNED.unlink(missing_ok=True)
+
+
+def report(corpus, name):
+    rep = corpus["reports"][name]
+    assert rep["status"] == "graded", (name, rep["reason"])
+    assert rep["sandbox"]["backend"] == "docker", rep["sandbox"]
+    return rep
+
+
+def attack_cells(rep, name):
+    n = len(ATTACKS[name])
+    return rep["execution"]["cells"][-n:]
+
+
+def probed(rep, name) -> dict:
+    cell = attack_cells(rep, name)[-1]
+    assert cell["status"] == "error" and "PROBE " in (cell["error"] or ""), cell
+    return json.loads(cell["error"].split("PROBE ", 1)[1])
+
+
+def explain(rep):
+    return [(c["index"], c["status"], (c["error"] or "")[:160]) for c in rep["execution"]["cells"]]
+
+
+# -- the batch as a whole --------------------------------------------------------------
+
+def test_no_container_is_left_behind(corpus):
+    assert corpus["leftovers"] == []
+
+
+def test_no_process_outlives_its_container(corpus):
+    assert corpus["sleepers"].strip() == "", corpus["sleepers"]
+
+
+def test_clean_submission_is_unaffected(corpus):
+    rep = report(corpus, "clean")
+    assert rep["score"] == corpus["points"], explain(rep)
+    assert rep["execution"]["status"] == "completed"
+
+
+@pytest.mark.parametrize("name", [n for n in ATTACKS if n not in (
+    "memory-bomb", "kill-pid-1", "uninterruptible-loop", "host-paths-and-symlinks", "decoder-exploit")])
+def test_answers_before_the_attack_still_score(corpus, name):
+    """The attack cells come after correct answers: those are graded as usual."""
+    rep = report(corpus, name)
+    assert rep["score"] == corpus["points"], (explain(rep), [(t["name"], t["message"][:200]) for t in rep["tests"]])
+
+
+# -- one attack at a time -----------------------------------------------------------------
+
+def test_fork_bomb_is_held_by_the_pids_limit(corpus):
+    seen = probed(report(corpus, "fork-bomb"), "fork-bomb")
+    assert "Resource temporarily unavailable" in seen["spawn"] or seen["spawn"] == "ok", seen
+    # The host could still start processes meanwhile (this test process did), and lost none.
+    assert subprocess.run(["true"]).returncode == 0
+
+
+def test_memory_bomb_is_reported_as_out_of_memory(corpus):
+    rep = report(corpus, "memory-bomb")
+    cell = attack_cells(rep, "memory-bomb")[0]
+    assert cell["status"] == "died", explain(rep)
+    assert "out of memory" in cell["error"] and "1024 MB" in cell["error"], cell["error"]
+    # The kernel was restarted and the earlier answers replayed: they still score.
+    assert rep["score"] == corpus["points"], explain(rep)
+
+
+def test_infinite_loop_in_a_cell_times_out(corpus):
+    rep = report(corpus, "infinite-loop-cell")
+    cell = attack_cells(rep, "infinite-loop-cell")[0]
+    assert cell["status"] == "timeout" and f"{CELL_TIMEOUT} s" in cell["error"], cell
+
+
+def test_loop_that_ignores_interrupts_is_stopped(corpus):
+    rep = report(corpus, "uninterruptible-loop")
+    cell = attack_cells(rep, "uninterruptible-loop")[0]
+    assert cell["status"] == "timeout", explain(rep)
+    assert rep["execution"]["restarts"] >= 1, rep["execution"]
+    assert rep["score"] == corpus["points"], explain(rep)
+
+
+def test_infinite_notebook_hits_the_total_time_limit(corpus):
+    rep = report(corpus, "infinite-notebook")
+    cells = attack_cells(rep, "infinite-notebook")
+    assert any(c["status"] == "skipped" and "time limit" in c["error"] for c in cells), explain(rep)
+    assert rep["execution"]["duration"] < TOTAL_TIMEOUT + 15
+
+
+def test_filling_tmp_and_workdir_stops_at_their_size(corpus):
+    seen = probed(report(corpus, "fill-tmp-and-workdir"), "fill-tmp-and-workdir")
+    assert seen["/tmp"] == "No space left on device", seen
+    assert seen["/work"] == "No space left on device", seen
+
+
+def test_no_network_not_even_the_hosts_loopback(corpus):
+    seen = probed(report(corpus, "network"), "network")
+    assert seen["loopback"] != "connected", seen
+    assert corpus["server"].connections == 0
+    assert seen["dns"] in ("gaierror",), seen
+    assert seen["interfaces"] == ["lo"], seen
+
+
+def test_host_files_and_graders_cannot_be_read(corpus):
+    seen = probed(report(corpus, "read-host-files"), "read-host-files")
+    assert seen[str(GRADERS_FILE)] == "No such file or directory", seen
+    assert seen[str(CANARY)] == "No such file or directory", seen
+    assert seen[str(ROOT)] == "No such file or directory", seen
+    assert seen["/var/run/docker.sock"] == "No such file or directory", seen
+    assert seen["/etc/shadow"] == "Permission denied", seen
+    assert not any(v.startswith("read:host secret") for v in seen.values()), seen
+
+
+def test_nothing_outside_the_workdir_can_be_written(corpus):
+    seen = probed(report(corpus, "write-outside-workdir"), "write-outside-workdir")
+    wrote = {k: v for k, v in seen.items() if v in ("WROTE", "SWAPPED")}
+    assert not wrote, seen
+    assert seen["swap-conn"] == "Operation not permitted", seen   # sticky IPC folder
+    assert CANARY.read_text().startswith("host secret")
+
+
+def test_setuid_gives_nothing(corpus):
+    seen = probed(report(corpus, "setuid-tricks"), "setuid-tricks")
+    assert seen["setuid0"] == "Operation not permitted", seen
+    for key, value in seen.items():
+        if key[:2] in ("su", "mo", "sh"):
+            assert value[1] != "0", (key, value)      # never printed uid 0
+    status = "\n".join(seen["nnp"])
+    assert "NoNewPrivs:\t1" in status and "CapEff:\t0000000000000000" in status, status
+
+
+def test_a_gigabyte_of_cell_output_is_cut(corpus):
+    rep = report(corpus, "stdout-1gb")
+    cell = attack_cells(rep, "stdout-1gb")[0]
+    assert cell["status"] in ("timeout", "ok"), explain(rep)
+    assert cell["truncated"] or cell["status"] == "timeout", cell
+    assert len(json.dumps(rep)) < 2_000_000
+
+
+def test_a_gigabyte_on_the_containers_console_is_dropped(corpus):
+    rep = report(corpus, "console-1gb")
+    assert rep["score"] == corpus["points"], explain(rep)
+
+
+def test_background_process_dies_with_the_container(corpus):
+    rep = report(corpus, "background-process")
+    assert attack_cells(rep, "background-process")[0]["status"] == "ok", explain(rep)
+    assert corpus["sleepers"].strip() == ""
+
+
+def test_killing_pid_1_ends_only_this_kernel(corpus):
+    rep = report(corpus, "kill-pid-1")
+    cell = attack_cells(rep, "kill-pid-1")[0]
+    assert cell["status"] == "died", explain(rep)
+    assert cell["error"].startswith("the kernel died"), cell
+    assert rep["score"] == corpus["points"], explain(rep)   # restarted, answers replayed
+
+
+def test_paths_and_symlinks_to_host_files_are_just_data(corpus):
+    rep = report(corpus, "host-paths-and-symlinks")
+    q3 = [t for t in rep["tests"] if t["question"] == "q3"]
+    assert q3 and all(t["status"] != "passed" for t in q3), rep["tests"]
+    text = json.dumps(rep)
+    assert CANARY.read_text() not in text        # the canary's content never reached a report
+    assert rep["score"] == corpus["points"] - 1, explain(rep)
+
+
+def test_values_crafted_for_the_decoder_are_refused(corpus):
+    rep = report(corpus, "decoder-exploit")
+    assert not PWNED.exists(), "a pickle from the kernel was loaded on the host"
+    assert rep["score"] == 0, [(t["name"], t["status"], t["message"][:200]) for t in rep["tests"]]
+    assert all(t["message"] for t in rep["tests"] if t["status"] != "passed")
