@@ -78,6 +78,9 @@ def cmd_assign(args) -> int:
     by_source = {r["submission"]["sources"][0]: r for r in reports}
     master, template = by_source[str(assignment.master_path)], by_source[str(path)]
     ok = True
+    for problem in master["grader_problems"]:
+        _say(f"grader problem: {problem}")
+        ok = False
     for label, rep, want in (("master", master, assignment.auto_points), ("template", template, 0.0)):
         verdict = "ok" if rep["status"] == "graded" and abs(rep["score"] - want) < 1e-9 else "WRONG"
         ok &= verdict == "ok"

@@ -46,7 +46,9 @@ def rng_seed(submission_seed: int, nodeid: str) -> int:
 class GradingPlugin:
     """Fixtures and result collection for one submission's grading run."""
 
-    def __init__(self, assignment: Assignment, submission: Submission | None, public_dirs: set[Path]):
+    def __init__(self, assignment: Assignment, submission: Submission | None, public_dirs: set[Path],
+                 include_hidden: bool = True):
+        self._include_hidden = include_hidden
         self._assignment = assignment    # underscored: the fixtures below have the plain names
         self._submission = submission
         self.public_dirs = public_dirs
@@ -90,6 +92,13 @@ class GradingPlugin:
             loose = [n for n in nodeids if self.meta[n]["points"] is None]
             for n in loose:
                 self.meta[n]["points"] = max(0.0, total - fixed) / len(loose)
+            if self._include_hidden and abs(sum(self.meta[n]["points"] for n in nodeids) - total) > 1e-9:
+                self.problems.append(f"question {qid}: its tests are worth "
+                                     f"{sum(self.meta[n]['points'] for n in nodeids):g} points, the spec says {total:g}")
+        if self._include_hidden:
+            for q in self._assignment.questions:
+                if not q.manual and q.id not in by_question and q.points > 0:
+                    self.problems.append(f"question {q.id}: auto-graded, but no test grades it")
 
     # -- fixtures -------------------------------------------------------------------
     @pytest.fixture
@@ -142,8 +151,9 @@ class GradingPlugin:
                     status = "failed"  # a skipped check earns nothing: skipping is not passing
                     message = f"skipped: {message}"
                 elif exc is not None and not isinstance(exc, AssertionError):
-                    status = "error"
-                    message = f"the grader itself failed ({type(exc).__name__}: {exc}); course staff have been told"
+                    status = "error"  # a bug in the grader, not the student's fault: details go to staff only
+                    message = "the grader itself failed on this check; course staff have been told"
+                    self.problems.append(f"{report.nodeid} crashed: {type(exc).__name__}: {str(exc)[:500]}")
                 else:
                     message = str(exc) if exc is not None else report.longreprtext
             credit = self.credits.get(report.nodeid)
@@ -174,7 +184,8 @@ def run_graders(assignment: Assignment, submission: Submission | None, *, includ
         dirs.append(assignment.public_tests_dir)
     if include_hidden and assignment.graders_dir.is_dir():
         dirs.append(assignment.graders_dir)
-    plugin = GradingPlugin(assignment, submission, {d.resolve() for d in dirs[:1] if d == assignment.public_tests_dir})
+    plugin = GradingPlugin(assignment, submission, {d.resolve() for d in dirs if d == assignment.public_tests_dir},
+                           include_hidden=include_hidden)
     if not dirs:
         return [], [f"assignment {assignment.id!r} has no tests"], 0.0
     args = [str(d) for d in dirs] + [

@@ -45,8 +45,10 @@ def write_atomic(path: Path, text: str) -> None:
 def build(assignment: Assignment, *, submission_id: str, sha256: str, sources: list[str], status: str,
           reason: str | None = None, tests: list[dict] | None = None, execution: dict | None = None,
           sandbox: dict | None = None, seed: int | None = None, timing: dict | None = None,
-          notes: list[str] | None = None) -> dict:
-    """Assemble a report. ``status``: graded | rejected | error (the harness failed)."""
+          notes: list[str] | None = None, grader_problems: list[str] | None = None) -> dict:
+    """Assemble a report. ``status``: graded | rejected | error (the harness failed).
+    ``notes`` are for the student; ``grader_problems`` (bad markers, points that do not add
+    up, a grader that crashed) are for course staff and never rendered for students."""
     tests = tests or []
     questions = []
     for q in assignment.questions:
@@ -81,6 +83,7 @@ def build(assignment: Assignment, *, submission_id: str, sha256: str, sources: l
         "sandbox": sandbox,
         "timing": timing or {},
         "notes": notes or [],
+        "grader_problems": grader_problems or [],
     }
 
 

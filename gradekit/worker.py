@@ -45,8 +45,10 @@ def _tampering_notes(job: Job) -> list[str]:
 
 def grade(assignment: Assignment, nb: nbformat.NotebookNode, *, sha256: str, sources: list[str],
           submission_id: str, sandbox: Sandbox, job_root: Path, limits: Limits, hidden: tuple[Path, ...] = (),
-          gpus: tuple[str, ...] = (), include_hidden: bool = True, secret: str = "") -> dict:
-    """Run the notebook in ``sandbox``, run the graders over it, and return the report."""
+          gpus: tuple[str, ...] = (), include_hidden: bool = True, secret: str = "",
+          executed_path: Path | None = None) -> dict:
+    """Run the notebook in ``sandbox``, run the graders over it, and return the report.
+    With ``executed_path``, the notebook with its (capped) outputs is saved there for staff."""
     t0 = time.monotonic()
     seed = submission_seed(sha256, assignment.id, secret)
     job = Job(id=submission_id, root=job_root, limits=limits, gpus=gpus, data_dir=assignment.data_dir,
@@ -56,21 +58,21 @@ def grade(assignment: Assignment, nb: nbformat.NotebookNode, *, sha256: str, sou
     try:
         execution = session.execute(nb)
         t_exec = time.monotonic() - t0
+        if executed_path is not None:
+            reports.write_atomic(executed_path, nbformat.writes(nb))
         notes = _tampering_notes(job)
         submission = Submission(session, call_timeout=limits.call_timeout, seed=seed, source=sources[0])
         tests, problems, t_grade = run_graders(assignment, submission, include_hidden=include_hidden,
                                                log_path=job.root / "pytest.log")
     finally:
         session.close()
-    if problems:
-        notes.append("Grader problems (for course staff): " + "; ".join(problems))
     sandbox_info = {"backend": sandbox.name, "isolated": sandbox.isolated,
                     "limits": dataclasses.asdict(limits), "gpus": list(gpus)}
     return reports.build(
         assignment, submission_id=submission_id, sha256=sha256, sources=sources, status="graded",
         tests=[t.to_dict() for t in tests], execution=execution.to_dict(), sandbox=sandbox_info, seed=seed,
         timing={"total": round(time.monotonic() - t0, 3), "execute": round(t_exec, 3), "grade": round(t_grade, 3)},
-        notes=notes)
+        notes=notes, grader_problems=problems)
 
 
 def main(argv: list[str]) -> int:
@@ -83,7 +85,7 @@ def main(argv: list[str]) -> int:
     report = grade(assignment, nb, sha256=spec["sha256"], sources=spec["sources"], submission_id=spec["id"],
                    sandbox=sandbox, job_root=Path(spec["job_root"]), limits=limits,
                    hidden=tuple(Path(p) for p in spec.get("hidden", [])), gpus=tuple(spec.get("gpus", [])),
-                   secret=spec.get("secret", ""))
+                   secret=spec.get("secret", ""), executed_path=Path(spec["out"]) / "executed.ipynb")
     reports.write_all(report, Path(spec["out"]))
     return 0
 
