@@ -214,9 +214,14 @@ def summary_table(reports: list[dict], assignment: Assignment) -> str:
     qids = [q.id for q in assignment.questions]
     head = ["submission", "status", *qids, "total"]
     rows = []
-    for r in reports:
+    firsts = [r["submission"]["sources"][0] if r["submission"]["sources"] else r["submission"]["id"] for r in reports]
+    try:
+        common = os.path.commonpath([os.path.dirname(f) for f in firsts]) if len(firsts) > 1 else ""
+    except ValueError:
+        common = ""
+    for r, src in zip(reports, firsts):
         per_q = {q["id"]: q for q in r["questions"]}
-        src = r["submission"]["sources"][0] if r["submission"]["sources"] else r["submission"]["id"]
+        src = os.path.relpath(src, common) if common and not src.startswith(common + ":") else src
         src = src if len(src) <= 40 else "…" + src[-39:]
         rows.append([src, r["status"], *[("m" if per_q[q]["manual"] else f"{per_q[q]['points_earned']:g}") for q in qids],
                      f"{r['score']:g}/{r['auto_points_possible']:g}"])
