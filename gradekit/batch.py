@@ -81,8 +81,7 @@ def grade_batch(paths: list[str | Path], assignment: Assignment, out_dir: Path, 
     # One grading run per distinct notebook; every source keeps its gradebook row.
     unique: dict[str, tuple[intake.Submission, list[str]]] = {}
     for sub in found:
-        key = sub.id if sub.notebook is not None else f"rejected:{sub.source}"
-        unique.setdefault(key, (sub, []))[1].append(sub.source)
+        unique.setdefault(sub.id, (sub, []))[1].append(sub.source)
     limits = options.limits or assignment.limits
     progress = Progress(len(unique), options.progress)
     run_dir = Path(tempfile.mkdtemp(prefix="gk-"))
