@@ -379,9 +379,11 @@ def average_precisions_all_vs_all(
         raise ValueError("features and labels disagree in length")
     out = np.empty(n)
 
-    def work(start: int) -> None:
+    def scores(start: int) -> np.ndarray:
+        return f[start:min(n, start + chunk_size)] @ f.T
+
+    def work(start: int, s: np.ndarray) -> None:
         stop = min(n, start + chunk_size)
-        s = f[start:stop] @ f.T
         rel = y[start:stop, None] == y[None, :]
         valid = np.ones_like(rel)
         idx = np.arange(start, stop)
@@ -392,10 +394,18 @@ def average_precisions_all_vs_all(
     jobs = _default_jobs(n_jobs)
     if jobs == 1:
         for st in starts:
-            work(st)
+            work(st, scores(st))
     else:
+        # the matrix products run in this thread (BLAS has its own threads);
+        # the sorting runs on `jobs` worker threads, at most 2*jobs chunks queued
         with ThreadPoolExecutor(jobs) as ex:
-            list(ex.map(work, starts))
+            pending: list = []
+            for st in starts:
+                pending.append(ex.submit(work, st, scores(st)))
+                if len(pending) >= 2 * jobs:
+                    pending.pop(0).result()
+            for fut in pending:
+                fut.result()
     return out
 
 
