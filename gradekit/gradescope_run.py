@@ -199,6 +199,32 @@ def _private(path) -> None:
         pass
 
 
+def _make_user() -> None:
+    """Create the sandbox user with a random uid, unless it exists. Containers on one host
+    share uids (no user namespace), and RLIMIT_NPROC counts per uid: with the usual first
+    system uid, every gradekit autograder on a Gradescope host (and any host process of that
+    uid) would share one process limit, and one notebook's fork bomb would starve the others."""
+    import pwd
+    import secrets as _secrets
+    import shutil
+    import subprocess
+    from .sandbox.process import SANDBOX_USER
+    try:
+        pwd.getpwnam(SANDBOX_USER)
+        return
+    except KeyError:
+        pass
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    for _ in range(5):
+        uid = 200_000 + _secrets.randbelow(1_000_000_000)
+        proc = subprocess.run([useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
+                               "/usr/sbin/nologin", "--uid", str(uid), "--user-group", SANDBOX_USER],
+                              capture_output=True, text=True)
+        if proc.returncode in (0, 9):
+            return
+    print(f"gradekit: could not create {SANDBOX_USER} with a random uid ({proc.stderr.strip()}); using the default")
+
+
 def run(source, submission_dir, results_dir) -> dict:
     """Grade the submission and write ``results.json``; returns the report."""
     import tempfile
@@ -218,6 +244,7 @@ def run(source, submission_dir, results_dir) -> dict:
     results = results_dir / "results.json"
     results.unlink(missing_ok=True)
 
+    _make_user()
     sandbox = make_sandbox()
     sandbox.check()
     if sandbox.mode != "namespaces":
