@@ -289,6 +289,11 @@ def _image(cli: str, zip_path: Path, work: Path) -> tuple[str, float]:
         _run([cli, "commit", "--change", "WORKDIR /autograder", name, tag])
     finally:
         _run([cli, "rm", "-f", name], check=False)
+    # Keep only this zip's image: older ones (about 430 MB each) would pile up.
+    old = _run([cli, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPO], check=False).stdout.split()
+    for other in old:
+        if other != tag:
+            _run([cli, "rmi", other], check=False)
     return tag, time.monotonic() - t0
 
 
