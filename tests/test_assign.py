@@ -48,7 +48,7 @@ def test_template_strips_prose_tags_and_outputs():
 
 
 def test_template_of_every_assignment_hides_solutions_and_shows_the_contract():
-    from conftest import ROOT
+    from support import ROOT
     for spec in sorted((ROOT / "assignments").glob("*/assignment.toml")):
         a = load(spec.parent.name)
         text = a.template_path.read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from conftest import ROOT, apply_variant, grade_notebooks, load_variants, needs_root
+from support import ROOT, apply_variant, grade_notebooks, load_variants, needs_root
 from gradekit.assign import is_stale
 from gradekit.spec import load
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ROOT, needs_root
+from support import ROOT, needs_root
 from gradekit import batch, report
 from gradekit.batch import BatchOptions, grade_batch
 from gradekit.spec import load

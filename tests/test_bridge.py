@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from conftest import needs_root
+from support import needs_root
 from gradekit.bridge import ModuleSummary, StudentError, Submission, TorchArray, Unsupported, as_torch
 from gradekit.execute import KernelSession
 from gradekit.grader import assert_close, expect_array

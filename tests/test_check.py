@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ROOT, needs_root
+from support import ROOT, needs_root
 from gradekit.spec import load
 
 HIDDEN_NAMES = ("test_softmax\n", "test_softmax:", "test_cross_entropy_grad\n", "test_cross_entropy_grad:",

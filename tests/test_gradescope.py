@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ROOT, apply_variant, load_variants, needs_root
+from support import ROOT, apply_variant, load_variants, needs_root
 from gradekit.gradescope import build_autograder, requirements, resource_warnings
 from gradekit.gradescope_run import NoNotebook, find_notebook
 from gradekit.spec import load

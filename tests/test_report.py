@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
-from conftest import ROOT, grade_notebooks, needs_root
+from support import ROOT, grade_notebooks, needs_root
 from gradekit import report
 from gradekit.spec import load
 

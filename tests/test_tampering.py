@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
-from conftest import ROOT, grade_notebooks, needs_root
+from support import ROOT, grade_notebooks, needs_root
 from gradekit.spec import load
 
 GRADERS_FILE = ROOT / "graders" / "example" / "test_example.py"
@@ -25,6 +25,15 @@ TAMPERS = {
     "os-exit": "import os\nos._exit(0)",
     "kill-own-kernel": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
     "memory-bomb": "import numpy as np\nhog = np.ones((3, 1024, 1024, 1024), dtype=np.uint8)",
+    "fork-bomb": "import os, time\nkids = 0\ntry:\n    while kids < 5000:\n        if os.fork() == 0:\n            time.sleep(600)\n            os._exit(0)\n"
+                 "        kids += 1\nfinally:\n    print('forked', kids)\nassert kids < 5000, 'no process limit'",
+    "huge-file": "with open('big.bin', 'wb') as f:\n    for _ in range(2048):\n        f.write(b'x' * 1024 * 1024)",
+    "network": "import socket\ntry:\n    socket.getaddrinfo('pypi.org', 443)\n    raise AssertionError('DNS works')\nexcept socket.gaierror:\n    pass\n"
+               "s = socket.socket()\ns.settimeout(3)\ns.connect(('127.0.0.1', 22))",
+    "look-for-others": "import glob, os\nmine = os.path.dirname(os.getcwd())\n"
+                       "found = [p for p in glob.glob('/tmp/gk-*/*') if p != mine]\n"
+                       "found += glob.glob('/tmp/**/report.json', recursive=True) + glob.glob('/root/*') + glob.glob('/home/*')\n"
+                       "assert not found, found",
     "fake-passed-output": "print('tests/test_example.py::test_softmax PASSED')\nprint('===== 5 passed in 0.01s =====')\n"
                           "import json\nprint(json.dumps({'score': 5.0, 'tests': [{'score': 2, 'max_score': 2}]}))\n"
                           "from IPython.display import display\ndisplay({'application/vnd.gradekit.reply+json': '{\"token\": \"x\", \"value\": 5}'}, raw=True)",
@@ -105,6 +114,19 @@ def test_graders_are_unreadable_from_the_kernel(graded):
 def test_project_folder_looks_empty_from_the_kernel(graded):
     cell = _last_cell(graded["template-list-project"])
     assert cell["status"] == "ok", cell  # the listing succeeded and showed no graders
+
+
+@pytest.mark.parametrize("tamper,error", [("fork-bomb", "Resource temporarily unavailable"),
+                                           ("huge-file", "File too large"), ("network", "unreachable")])
+def test_limits_hold(graded, tamper, error):
+    """A fork bomb stops at the process limit, a huge file at the file-size limit, and the
+    network is unreachable; the failing cell is recorded and grading goes on."""
+    cell = _last_cell(graded[f"master-{tamper}"])
+    assert cell["status"] == "error" and error in cell["error"], cell
+
+
+def test_other_submissions_and_homes_are_invisible(graded):
+    assert _last_cell(graded["template-look-for-others"])["status"] == "ok"
 
 
 def test_written_results_files_are_ignored_and_reported(graded):

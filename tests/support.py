@@ -1,4 +1,5 @@
-"""Shared fixtures: grade notebooks through the real pipeline (process sandbox, worker processes)."""
+"""Helpers shared by the engine tests: grade notebooks through the real pipeline (process
+sandbox, worker processes). Imported as `support` (a name no other test folder uses)."""
 from __future__ import annotations
 
 import copy
