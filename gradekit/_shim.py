@@ -146,8 +146,9 @@ def _gradekit_request(_request_json):
             reply["value"] = False
     except BaseException as exc:  # the student's code raised (or exited): report it as data
         frames = traceback.extract_tb(exc.__traceback__)
-        student = [f for f in frames if f.filename.startswith("<ipython-input") or f.filename.startswith("/tmp/ipykernel")
-                   or "ipykernel_" in f.filename]
+        here = _gradekit_request.__code__.co_filename  # this request's own cell: not the student's
+        student = [f for f in frames if f.filename != here and (
+            f.filename.startswith("<ipython-input") or "ipykernel_" in f.filename)]
         where = [f"line {f.lineno} in {f.name}: {(f.line or '').strip()}" for f in student[-3:]]
         reply = {"token": token, "raised": {"type": type(exc).__name__, "message": str(exc)[:2000], "where": where}}
     try:

@@ -24,15 +24,17 @@ def choose_sandbox(name: str, assignment=None) -> str:
     from .sandbox import SandboxUnavailable, get_sandbox
     torch = assignment.torch if assignment is not None else True
     if name != "auto":
-        get_sandbox(name, torch=torch).check()
+        sandbox = get_sandbox(name, torch=torch)
+        sandbox.check()
+        if getattr(sandbox, "warning", None):
+            _say(f"warning: {sandbox.warning}")
         return name
     try:
         get_sandbox("docker", torch=torch).check()
         return "docker"
     except (SandboxUnavailable, ImportError, ValueError) as exc:
         _say(f"warning: using the process sandbox, because the Docker sandbox is unavailable: {exc}")
-        get_sandbox("process").check()
-        return "process"
+        return choose_sandbox("process", assignment)
 
 
 def cmd_grade(args) -> int:
@@ -113,6 +115,8 @@ def cmd_check(args) -> int:
     assignment = load(assignment_id)
     sandbox = get_sandbox("process")
     sandbox.check()
+    if sandbox.warning:
+        _say(f"note: {sandbox.warning}")
     with tempfile.TemporaryDirectory(prefix="gk-check-") as tmp:
         os.chmod(tmp, 0o711)
         rep = grade(assignment, sub.notebook, sha256=sub.sha256, sources=[args.notebook], submission_id=sub.id,
@@ -144,7 +148,7 @@ def cmd_check(args) -> int:
 
 def cmd_gradescope(args) -> int:
     from .gradescope import build_autograder
-    path = build_autograder(args.assignment, Path(args.output))
+    path = build_autograder(args.assignment, Path(args.output), torch=args.torch, minimal=args.minimal)
     print(f"wrote {path}")
     return 0
 
@@ -195,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("gradescope", help="build a Gradescope autograder zip")
     s.add_argument("assignment")
     s.add_argument("--output", "-o", default="autograder.zip")
+    s.add_argument("--torch", action=argparse.BooleanOptionalAction, default=None,
+                   help="install torch in setup.sh (default: as the assignment's spec says)")
+    s.add_argument("--minimal", action="store_true", help="pin only what grading needs (no scipy, pandas, ...)")
     s.set_defaults(func=cmd_gradescope)
 
     i = sub.add_parser("image", help="build or list the grading images")

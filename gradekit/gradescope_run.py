@@ -6,23 +6,16 @@
         --source /autograder/source --submission /autograder/submission --results /autograder/results
 
 It finds the notebook, grades it in-process with :func:`gradekit.worker.grade` under the
-process backend, and writes ``results.json`` (Gradescope's schema) itself. The kernel runs
-as ``gradekit-sandbox``, one of two ways, whichever the container allows:
-
-* **namespaces** (the process backend as is, :mod:`gradekit.sandbox.confine`): new mount,
-  network and PID namespaces; ``/autograder/source``, ``/autograder/results``,
-  ``/autograder/submission``, ``/root`` and ``/home`` are covered by empty tmpfs; no network.
-* **uid-drop**, where the container forbids namespaces (Docker's defaults: no
-  CAP_SYS_ADMIN, seccomp refuses ``unshare``): the same unprivileged user, rlimits and
-  ``no_new_privs``, while the secret folders are made ``0700 root``, so the kernel gets
-  EACCES on them. The network cannot be taken away here; the report says which mode ran.
-  After grading, every process of the sandbox user is killed before results are written.
+process backend (:class:`gradekit.sandbox.process.ProcessSandbox`), and writes
+``results.json`` (Gradescope's schema) itself. The kernel runs unprivileged in whichever
+mode the container allows: ``namespaces`` (secret folders covered, no network) or, where
+Docker's defaults refuse namespaces, ``uid-drop`` (a uid of its own, rlimits,
+``no_new_privs``; ``/autograder/source``, ``/autograder/results`` and
+``/autograder/submission`` are made ``0700 root``, so the kernel gets EACCES on them; the
+network cannot be taken away there). ``extra_data.sandbox`` in ``results.json`` says which.
 
 Either way the trusted side alone writes ``results.json``; a ``results.json`` the notebook
 wrote anywhere is ignored and reported.
-
-``python -m gradekit.gradescope_run --drop SPEC -- CMD`` is the uid-drop launcher itself
-(root drops to the sandbox user, then execs the kernel). It imports nothing heavy.
 """
 from __future__ import annotations
 
@@ -31,121 +24,6 @@ import os
 import sys
 
 CONFIG = "gradekit-autograder.json"
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
-
-
-# -- the uid-drop launcher (runs as root, becomes the kernel) ----------------------------
-def _drop(spec: dict, cmd: list[str]) -> None:
-    import ctypes
-    import resource
-    import signal
-    libc = ctypes.CDLL(None, use_errno=True)
-    lim, mb = spec["limits"], 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_FSIZE, (lim["file_size_mb"] * mb,) * 2)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
-    cpu = int(lim["total_timeout"] * max(1.0, lim["cpus"]) * 2 + 60)
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-    # Memory the kernel writes (heap, private mappings), not its address space: numpy and
-    # torch reserve far more address space than they touch.
-    resource.setrlimit(resource.RLIMIT_DATA, (lim["memory_mb"] * mb,) * 2)
-    resource.setrlimit(resource.RLIMIT_NPROC, (lim["pids"],) * 2)
-    os.chdir(spec["work_dir"])
-    os.setgroups([])
-    os.setresgid(spec["gid"], spec["gid"], spec["gid"])
-    os.setresuid(spec["uid"], spec["uid"], spec["uid"])
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl")
-    if os.getuid() == 0 or os.geteuid() == 0:
-        raise OSError("still root after dropping privileges")
-    os.execve(cmd[0], cmd, dict(os.environ))
-
-
-def _drop_main(argv: list[str]) -> int:
-    spec = json.loads(argv[0])
-    cmd = argv[argv.index("--") + 1:]
-    try:
-        _drop(spec, cmd)
-    except BaseException as exc:  # never run the kernel as root
-        print(f"gradekit sandbox: could not drop privileges: {exc}", file=sys.stderr, flush=True)
-    return 121
-
-
-# -- the sandbox ------------------------------------------------------------------------
-def make_sandbox():
-    """A process sandbox that falls back to uid-drop where namespaces are refused."""
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    from .sandbox.base import Job, Limits, SandboxUnavailable
-    from .sandbox.process import ProcessSandbox
-
-    class GradescopeSandbox(ProcessSandbox):
-        mode = "unknown"
-
-        def check(self) -> None:
-            super().check()
-            if not self.isolated:
-                raise SandboxUnavailable("run_autograder must run as root (it runs the notebook as gradekit-sandbox)")
-            ok, why = self._probe_namespaces()
-            self.mode = "namespaces" if ok else "uid-drop"
-            self.why = why
-
-        def _probe_namespaces(self) -> tuple[bool, str]:
-            """Run the real confine launcher once on ``python -c pass``."""
-            with tempfile.TemporaryDirectory(prefix="gk-probe-") as tmp:
-                os.chmod(tmp, 0o711)
-                job = Job(id="probe", root=Path(tmp) / "job", limits=Limits(total_timeout=20))
-                job.root.mkdir()
-                self.prepare(job)
-                cmd = ProcessSandbox.wrap(self, [sys.executable, "-c", "pass"], job)
-                try:
-                    proc = subprocess.run(cmd, env=self.environment(job), cwd=job.work_dir,
-                                          capture_output=True, text=True, timeout=60)
-                except (OSError, subprocess.TimeoutExpired) as exc:
-                    return False, str(exc)
-                return proc.returncode == 0, proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
-
-        def wrap(self, kernel_cmd: list[str], job: Job) -> list[str]:
-            if self.mode == "namespaces":
-                return super().wrap(kernel_cmd, job)
-            uid, gid = self._ids
-            lim = job.limits
-            spec = {"uid": uid, "gid": gid, "work_dir": str(job.work_dir),
-                    "limits": {"memory_mb": lim.memory_mb, "pids": lim.pids, "file_size_mb": lim.file_size_mb,
-                               "total_timeout": lim.total_timeout, "cpus": lim.cpus}}
-            return [sys.executable, "-m", "gradekit.gradescope_run", "--drop", json.dumps(spec), "--", *kernel_cmd]
-
-    return GradescopeSandbox()
-
-
-def kill_user_processes(uid: int, rounds: int = 5) -> int:
-    """SIGKILL every process of ``uid`` (what a notebook left running in uid-drop mode)."""
-    import signal
-    import time
-    killed = 0
-    for _ in range(rounds):
-        found = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/status") as fh:
-                    uids = next(line for line in fh if line.startswith("Uid:")).split()[1:]
-            except (OSError, StopIteration):
-                continue
-            if str(uid) in uids:
-                found += 1
-                try:
-                    os.kill(int(entry), signal.SIGKILL)
-                    killed += 1
-                except ProcessLookupError:
-                    pass
-        if not found:
-            break
-        time.sleep(0.2)
-    return killed
 
 
 # -- finding the notebook ---------------------------------------------------------------
@@ -199,32 +77,6 @@ def _private(path) -> None:
         pass
 
 
-def _make_user() -> None:
-    """Create the sandbox user with a random uid, unless it exists. Containers on one host
-    share uids (no user namespace), and RLIMIT_NPROC counts per uid: with the usual first
-    system uid, every gradekit autograder on a Gradescope host (and any host process of that
-    uid) would share one process limit, and one notebook's fork bomb would starve the others."""
-    import pwd
-    import secrets as _secrets
-    import shutil
-    import subprocess
-    from .sandbox.process import SANDBOX_USER
-    try:
-        pwd.getpwnam(SANDBOX_USER)
-        return
-    except KeyError:
-        pass
-    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-    for _ in range(5):
-        uid = 200_000 + _secrets.randbelow(1_000_000_000)
-        proc = subprocess.run([useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
-                               "/usr/sbin/nologin", "--uid", str(uid), "--user-group", SANDBOX_USER],
-                              capture_output=True, text=True)
-        if proc.returncode in (0, 9):
-            return
-    print(f"gradekit: could not create {SANDBOX_USER} with a random uid ({proc.stderr.strip()}); using the default")
-
-
 def run(source, submission_dir, results_dir) -> dict:
     """Grade the submission and write ``results.json``; returns the report."""
     import tempfile
@@ -232,6 +84,7 @@ def run(source, submission_dir, results_dir) -> dict:
 
     from . import intake
     from . import report as reports
+    from .sandbox.process import ProcessSandbox
     from .spec import load
     from .worker import grade
 
@@ -244,8 +97,7 @@ def run(source, submission_dir, results_dir) -> dict:
     results = results_dir / "results.json"
     results.unlink(missing_ok=True)
 
-    _make_user()
-    sandbox = make_sandbox()
+    sandbox = ProcessSandbox()
     sandbox.check()
     if sandbox.mode != "namespaces":
         # Nothing the trusted side writes (logs, job files) is readable by the kernel's user.
@@ -275,11 +127,7 @@ def run(source, submission_dir, results_dir) -> dict:
             rep = reports.build(assignment, submission_id=sub.id, sha256=sub.sha256, sources=[sub.source],
                                 status="error", reason=f"the autograder failed ({type(exc).__name__}: {exc}); "
                                 "course staff can see why in the autograder output")
-        finally:
-            if sandbox.mode != "namespaces":
-                n = kill_user_processes(sandbox._ids[0])
-                if n:
-                    print(f"gradekit: killed {n} process(es) the notebook left running")
+        finally:  # (in uid-drop mode the sandbox's cleanup killed whatever the notebook left running)
             import shutil
             shutil.rmtree(job_parent, ignore_errors=True)
         if results.exists() or results.is_symlink():  # cannot happen unless the barrier failed
@@ -302,8 +150,6 @@ def run(source, submission_dir, results_dir) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "--drop":
-        return _drop_main(argv[1:])
     import argparse
     p = argparse.ArgumentParser(prog="python -m gradekit.gradescope_run")
     p.add_argument("--source", default="/autograder/source")

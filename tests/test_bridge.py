@@ -75,8 +75,10 @@ def test_missing_name_is_a_student_error(submission):
 
 
 def test_student_exception_is_reported_with_its_type(submission):
-    with pytest.raises(StudentError, match=r"`boom\(\)` raised ValueError: student bug"):
+    with pytest.raises(StudentError, match=r"`boom\(\)` raised ValueError: student bug") as info:
         submission.call("boom")
+    assert "in boom: def boom(): raise" in str(info.value)  # where, in the student's code
+    assert "_gradekit_request" not in str(info.value)      # and nothing of the bridge's own
 
 
 def test_unanswered_and_non_finite_values_get_plain_messages(submission):

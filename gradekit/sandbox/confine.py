@@ -1,5 +1,11 @@
 """Run a command confined: new namespaces, hidden paths, limits, an unprivileged user.
 
+Two modes. **namespaces** (the default, where the OS allows ``unshare``) does all the
+steps below. **uid-drop**, for containers that refuse namespaces (Docker's default
+seccomp profile, Gradescope), does only step 5 with per-process limits: the kernel runs as
+a uid of its own with no way back to root, but sees the host's filesystem and network, so
+the caller must keep secrets unreadable to other users (see ``ProcessSandbox``).
+
 Invoked by the process backend as ``python -m gradekit.sandbox.confine SPEC_JSON -- CMD``
 while still root. Steps, in this order because each needs the privilege the next drops:
 
@@ -114,8 +120,9 @@ def _remove_cgroups(dirs: list[Path]) -> None:
             pass
 
 
-def _child(spec: dict, cmd: list[str], go_r: int) -> None:
-    os.read(go_r, 1)  # wait until the parent has put us in the cgroup
+def _cover_and_bind(spec: dict) -> None:
+    """Namespaces mode: a fresh /proc, secrets covered, private scratch, own folders back."""
+    os.umask(0o022)  # mount points we create must stay traversable for the kernel's user
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     # What the kernel must still reach after the covers below: its interpreter (read-only)
     # and its own job folders. Hold them by file descriptor, cover, then bind them back at
@@ -144,6 +151,9 @@ def _child(spec: dict, cmd: list[str], go_r: int) -> None:
         _mount(spec["data_dir"], spec["data_mount"], None, MS_BIND | MS_REC)
         _mount(None, spec["data_mount"], None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
+
+def _limit_and_exec(spec: dict, cmd: list[str]) -> None:
+    """Both modes: rlimits, then the unprivileged user with no way back, then the kernel."""
     lim = spec["limits"]
     mb = 1024 * 1024
     resource.setrlimit(resource.RLIMIT_FSIZE, (lim["file_size_mb"] * mb,) * 2)
@@ -151,24 +161,39 @@ def _child(spec: dict, cmd: list[str], go_r: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
     cpu = int(lim["total_timeout"] * max(1.0, lim["cpus"]) * 2 + 60)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-    if not spec["cgroups"]:  # no cgroup here: fall back to per-process limits
-        resource.setrlimit(resource.RLIMIT_AS, (lim["memory_mb"] * mb,) * 2)
+    if not spec["cgroups"]:  # no cgroup here: per-process limits instead
+        # RLIMIT_DATA bounds the memory written (heap, private mappings); address space
+        # would not do: numpy and torch reserve far more of it than they touch.
+        resource.setrlimit(resource.RLIMIT_DATA, (lim["memory_mb"] * mb,) * 2)
         resource.setrlimit(resource.RLIMIT_NPROC, (lim["pids"],) * 2)
-
     os.chdir(spec["work_dir"])
     uid, gid = spec["uid"], spec["gid"]
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+    if os.getuid() == 0 or os.geteuid() == 0:
+        raise OSError("still root after dropping privileges")
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
     os.execve(cmd[0], cmd, dict(os.environ))
+
+
+def _child(spec: dict, cmd: list[str], go_r: int) -> None:
+    os.read(go_r, 1)  # wait until the parent has put us in the cgroup
+    _cover_and_bind(spec)
+    _limit_and_exec(spec, cmd)
 
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
     cmd = argv[argv.index("--") + 1:]
     _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")  # the worker died: so do we
+    if not spec["namespaces"]:  # uid-drop mode: the container forbids namespaces
+        try:
+            _limit_and_exec(spec, cmd)
+        except BaseException as exc:  # never run the kernel as root
+            print(f"gradekit sandbox: could not confine the kernel: {exc}", file=sys.stderr, flush=True)
+        return 121
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # our mounts never reach the host
     go_r, go_w = os.pipe()
