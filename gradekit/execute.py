@@ -7,8 +7,8 @@ nbclient executes the cells; we add what grading needs on top:
 * outputs capped per cell, so 1 GB of prints costs the grader nothing;
 * a cell that raises is recorded, and execution goes on, so later questions can earn;
 * when the kernel dies (``os._exit``, out of memory, killed) or hangs past an interrupt,
-  it is restarted and the cells that had succeeded are replayed, then execution goes on
-  after the fatal cell. At most ``MAX_RESTARTS`` times.
+  it is restarted and the cells that had run to their end (cleanly or with an error) are
+  replayed, then execution goes on after the fatal cell. At most ``MAX_RESTARTS`` times.
 
 The kernel outlives the notebook: graders talk to it through :mod:`gradekit.bridge`.
 jupyter_client's async manager runs on an event loop in a background thread; the
@@ -110,7 +110,7 @@ class KernelSession:
         self._thread.start()
         self._client: _CappedClient | None = None
         self._blocking: BlockingKernelClient | None = None
-        self._ok_cells: list[str] = []     # sources of cells that succeeded, for replays
+        self._ran_cells: list[str] = []    # cells that ran to the end (ok or raised), for replays
         self.restarts = 0
         self.death: str | None = None      # why the kernel is gone, when it is
 
@@ -179,8 +179,13 @@ class KernelSession:
             return False
         self.restarts += 1
         await self._stop()
-        await self._start(nb)
-        for source in self._ok_cells:
+        try:
+            await self._start(nb)
+        except Exception as exc:  # a kernel that cannot start again ends the run, not the worker
+            self.death = f"{why}; it could not be restarted: {exc}"
+            await self._stop()
+            return False
+        for source in self._ran_cells:
             cell = nbformat.v4.new_code_cell(source)
             try:
                 await self._client.async_execute_cell(cell, 0, store_history=False)
@@ -232,20 +237,18 @@ class KernelSession:
             truncated = index in self._client.truncated
             if reply.get("ename") == TIMEOUT_ENAME:
                 limit = self._client.timeout
-                cells.append(CellResult(index, "timeout", took,
-                                        f"stopped after {limit} s (the limit for one cell is {self.limits.cell_timeout:g} s)",
-                                        head, truncated))
+                why = (f"the limit for one cell is {self.limits.cell_timeout:g} s" if limit >= self.limits.cell_timeout
+                       else f"the notebook's time limit of {self.limits.total_timeout:g} s ran out")
+                cells.append(CellResult(index, "timeout", took, f"stopped after {limit} s ({why})", head, truncated))
                 status_flags.add("timeout")
                 if not await self._responsive(10):
                     await self._revive(nb, "the kernel did not stop after its cell timed out")
                 continue
             error = _error_of(cell)
+            cells.append(CellResult(index, "error" if error else "ok", took, error, head, truncated))
             if error:
-                cells.append(CellResult(index, "error", took, error, head, truncated))
                 status_flags.add("error")
-            else:
-                cells.append(CellResult(index, "ok", took, None, head, truncated))
-                self._ok_cells.append(cell.source)
+            self._ran_cells.append(cell.source)
         duration = time.monotonic() - t_start
         if "died" in status_flags:
             status, message = "died", "the kernel died while running the notebook: " + "; ".join(
@@ -287,7 +290,7 @@ class KernelSession:
             self._run(self._client.km.interrupt_kernel(), timeout=30)
 
     def revive(self, why: str) -> bool:
-        """Kill a stuck kernel, start a new one and replay the notebook's good cells."""
+        """Kill a stuck kernel, start a new one and replay the cells that had run."""
         if self._blocking is not None:
             self._blocking.stop_channels()
             self._blocking = None
