@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 GRADERS_FILE = ROOT / "graders" / "example" / "test_example.py"
-CANARY = Path("/tmp") / f"gradekit-canary-{secrets.token_hex(4)}"
+CANARY = Path("/var/tmp") / f"gradekit-canary-{secrets.token_hex(4)}"
 PWNED = Path("/tmp") / f"gradekit-pwned-{secrets.token_hex(4)}"
 SLEEP_MARK = str(900000 + secrets.randbelow(99999))   # `sleep <this>` outlives nothing
 CELL_TIMEOUT = 8
@@ -48,13 +48,20 @@ def probe(body: str) -> str:
 ATTACKS: dict[str, list[str]] = {
     # Processes: a shell fork bomb, then try to start one more process.
     "fork-bomb": [probe(
-        "import subprocess\n"
+        "import subprocess, time\n"
         "subprocess.Popen(['/bin/sh', '-c', 'f(){ f | f & }; f'])\n"
-        "import time; time.sleep(3)\n"
-        "try:\n    subprocess.run(['true'], timeout=5); seen['spawn'] = 'ok'\n"
-        "except Exception as e:\n    seen['spawn'] = type(e).__name__ + ': ' + str(e)[:80]\n"
-        "seen['pids_max'] = open('/sys/fs/cgroup/pids/pids.max').read().strip() "
-        "if os.path.exists('/sys/fs/cgroup/pids/pids.max') else '?'\n")],
+        "time.sleep(2)\n"
+        "seen['spawn'] = 'ok'\n"
+        "for _ in range(20):\n"
+        "    try:\n"
+        "        pid = os.fork()\n"
+        "    except OSError as e:\n"
+        "        seen['spawn'] = e.strerror\n"
+        "        break\n"
+        "    if pid == 0:\n"
+        "        os._exit(0)\n"
+        "    os.waitpid(pid, 0)\n"
+        "    time.sleep(0.1)\n")],
     "memory-bomb": ["import numpy as np\nhog = np.ones((3, 1024, 1024, 1024), dtype=np.uint8)"],
     "infinite-loop-cell": ["while True:\n    pass"],
     "uninterruptible-loop": ["import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"],
@@ -93,7 +100,8 @@ ATTACKS: dict[str, list[str]] = {
         "    except OSError as e:\n        seen[p] = e.strerror\n")],
     "write-outside-workdir": [probe(
         "import glob, site\n"
-        "ipc = [os.path.dirname(p) for p in glob.glob('/**/kernel.json', recursive=True) if 'proc' not in p]\n"
+        "argv = open('/proc/self/cmdline').read().split('\\0')\n"
+        "ipc = [os.path.dirname(argv[argv.index('-f') + 1])]\n"
         "targets = ['/etc/gk', '/gk', '/opt/gradekit/venv/gk', '/usr/local/bin/gk', '/mnt/submission/gk',\n"
         "           os.path.join(site.getsitepackages()[0], 'gk.pth'), %(canary)r]\n"
         "for t in targets:\n"
@@ -271,7 +279,8 @@ def test_clean_submission_is_unaffected(corpus):
 
 
 @pytest.mark.parametrize("name", [n for n in ATTACKS if n not in (
-    "memory-bomb", "kill-pid-1", "uninterruptible-loop", "host-paths-and-symlinks", "decoder-exploit")])
+    "memory-bomb", "kill-pid-1", "uninterruptible-loop", "host-paths-and-symlinks", "decoder-exploit",
+    "stdout-1gb")])
 def test_answers_before_the_attack_still_score(corpus, name):
     """The attack cells come after correct answers: those are graded as usual."""
     rep = report(corpus, name)
@@ -281,8 +290,13 @@ def test_answers_before_the_attack_still_score(corpus, name):
 # -- one attack at a time -----------------------------------------------------------------
 
 def test_fork_bomb_is_held_by_the_pids_limit(corpus):
-    seen = probed(report(corpus, "fork-bomb"), "fork-bomb")
-    assert "Resource temporarily unavailable" in seen["spawn"] or seen["spawn"] == "ok", seen
+    rep = report(corpus, "fork-bomb")
+    cell = attack_cells(rep, "fork-bomb")[0]
+    if cell["status"] == "timeout":      # a loaded machine: the probe itself ran out of time
+        assert "stopped after" in cell["error"], cell
+    else:
+        seen = probed(rep, "fork-bomb")
+        assert seen["spawn"] in ("Resource temporarily unavailable", "ok"), seen
     # The host could still start processes meanwhile (this test process did), and lost none.
     assert subprocess.run(["true"]).returncode == 0
 
@@ -359,12 +373,18 @@ def test_setuid_gives_nothing(corpus):
     assert "NoNewPrivs:\t1" in status and "CapEff:\t0000000000000000" in status, status
 
 
-def test_a_gigabyte_of_cell_output_is_cut(corpus):
+def test_a_gigabyte_of_cell_output_is_contained(corpus):
+    """ipykernel buffers what a cell prints: a gigabyte either runs out of time, is cut in
+    the report, or runs the kernel out of memory (said so); the report stays small."""
     rep = report(corpus, "stdout-1gb")
     cell = attack_cells(rep, "stdout-1gb")[0]
-    assert cell["status"] in ("timeout", "ok"), explain(rep)
-    assert cell["truncated"] or cell["status"] == "timeout", cell
+    assert cell["status"] in ("timeout", "ok", "died"), explain(rep)
+    if cell["status"] == "ok":
+        assert cell["truncated"], cell
+    if cell["status"] == "died":
+        assert "out of memory" in cell["error"] and "1024 MB" in cell["error"], cell
     assert len(json.dumps(rep)) < 2_000_000
+    assert rep["score"] == corpus["points"], explain(rep)
 
 
 def test_a_gigabyte_on_the_containers_console_is_dropped(corpus):
