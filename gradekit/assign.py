@@ -34,6 +34,15 @@ class MarkerError(ValueError):
     pass
 
 
+def _top_level_commas(text: str) -> int:
+    depth, count = 0, 0
+    for ch in text:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        count += ch == "," and depth == 0
+    return count
+
+
 def strip_code(source: str, where: str = "") -> str:
     out: list[str] = []
     inside = False
@@ -54,7 +63,8 @@ def strip_code(source: str, where: str = "") -> str:
             continue
         m = _LINE.match(line)
         if m:
-            out.append(f"{m.group(1)}{m.group(2)} = ...  # YOUR ANSWER HERE")
+            targets = _top_level_commas(m.group(2)) + 1  # `a, b = 1, 2` needs `..., ...`
+            out.append(f"{m.group(1)}{m.group(2)} = {', '.join(['...'] * targets)}  # YOUR ANSWER HERE")
             continue
         out.append(line)
     if inside:

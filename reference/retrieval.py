@@ -431,30 +431,41 @@ def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def kmeans(x: Any, k: int, n_iter: int = 25, rng: np.random.Generator | None = None,
-           seed: int | None = None) -> tuple:
+           seed: int | None = None, init: Any = None, empty: str = "farthest") -> tuple:
     r"""Lloyd's k-means with k-means++ seeding (Arthur & Vassilvitskii 2007).
 
     Minimises :math:`\sum_i \min_j \|x_i - c_j\|^2`. Runs ``n_iter``
-    iterations or until assignments stop changing; an empty cluster is
-    re-seeded with the point farthest from its centre. Ties in the
-    assignment go to the lower centroid index. Randomness only through
-    ``rng`` / ``seed``.
+    iterations or until assignments stop changing. Ties in the assignment go
+    to the lower centroid index. Randomness only through ``rng`` / ``seed``.
+
+    ``init`` (k, d) starts from given centroids instead of k-means++ (what an
+    assignment fixes so that results are checkable). ``empty`` says what
+    happens to a cluster that loses all its points: ``"farthest"`` re-seeds it
+    with the point farthest from its centre, ``"keep"`` leaves its centroid
+    where it was.
 
     Returns ``(centroids (k, d), assignments (n,), inertia)``.
     """
     x = to_numpy(x)
-    g = check_rng(rng, seed)
     n = x.shape[0]
     if k > n:
         raise ValueError("more clusters than points")
-    centers = np.empty((k, x.shape[1]))
-    centers[0] = x[g.integers(n)]
-    d2 = _sqdist(x, centers[:1])[:, 0]
-    for j in range(1, k):
-        tot = d2.sum()
-        idx = g.choice(n, p=d2 / tot) if tot > 0 else g.integers(n)
-        centers[j] = x[idx]
-        d2 = np.minimum(d2, _sqdist(x, centers[j:j + 1])[:, 0])
+    if empty not in ("farthest", "keep"):
+        raise ValueError("empty must be 'farthest' or 'keep'")
+    if init is not None:
+        centers = to_numpy(init).copy()
+        if centers.shape != (k, x.shape[1]):
+            raise ValueError(f"init must have shape {(k, x.shape[1])}, not {centers.shape}")
+    else:
+        g = check_rng(rng, seed)
+        centers = np.empty((k, x.shape[1]))
+        centers[0] = x[g.integers(n)]
+        d2 = _sqdist(x, centers[:1])[:, 0]
+        for j in range(1, k):
+            tot = d2.sum()
+            idx = g.choice(n, p=d2 / tot) if tot > 0 else g.integers(n)
+            centers[j] = x[idx]
+            d2 = np.minimum(d2, _sqdist(x, centers[j:j + 1])[:, 0])
     assign = None
     for _ in range(n_iter):
         d = _sqdist(x, centers)
@@ -467,7 +478,7 @@ def kmeans(x: Any, k: int, n_iter: int = 25, rng: np.random.Generator | None = N
         np.add.at(sums, assign, x)
         nonempty = counts > 0
         centers[nonempty] = sums[nonempty] / counts[nonempty, None]
-        for j in np.flatnonzero(~nonempty):
+        for j in (np.flatnonzero(~nonempty) if empty == "farthest" else ()):
             far = np.argmax(d[np.arange(n), assign])
             centers[j] = x[far]
             assign[far] = j

@@ -21,6 +21,11 @@ def test_block_marker_keeps_indentation_and_raises():
 def test_line_marker_keeps_the_name():
     assert strip_code("n_params = 3 * 3 * 32 * 64 + 64  # SOLUTION") == "n_params = ...  # YOUR ANSWER HERE"
     assert strip_code("    shape = (112, 112, 32)  # solution") == "    shape = ...  # YOUR ANSWER HERE"
+    assert strip_code("lo, hi = -1, 1  # SOLUTION") == "lo, hi = ..., ...  # YOUR ANSWER HERE"
+    assert strip_code("d[1, 2] = 3  # SOLUTION") == "d[1, 2] = ...  # YOUR ANSWER HERE"
+    ns = {}
+    exec(strip_code("lo, hi = -1, 1  # SOLUTION"), ns)  # the template runs: no unpacking error
+    assert ns["lo"] is ns["hi"] is Ellipsis
 
 
 @pytest.mark.parametrize("src", ["# BEGIN SOLUTION\nx = 1\n", "x = 1\n# END SOLUTION\n",

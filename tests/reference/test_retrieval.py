@@ -193,3 +193,22 @@ def test_pq_with_one_centroid_per_point_is_exact(rng):
     q = rng.standard_normal((4, 6))
     assert R.recall_at_r(R.pq_search(q, codes, books, 1)[0], R.exhaustive_search(q, x, 1)[0], 1) == 1.0
     assert R.knn_intersection_recall(R.pq_search(q, codes, books, 3)[0], R.exhaustive_search(q, x, 3)[0]) == 1.0
+
+
+def test_kmeans_from_given_centroids_matches_sklearn_lloyd(rng):
+    """Same start, same algorithm: scikit-learn's Lloyd k-means from an explicit init."""
+    x = rng.normal(size=(300, 4)) + np.repeat(np.eye(4)[:3] * 5, 100, axis=0)
+    init = x[[0, 100, 200, 1, 2]]
+    for n_iter in (1, 3, 20):
+        sk = KMeans(5, init=init, n_init=1, max_iter=n_iter, algorithm="lloyd", tol=0).fit(x)
+        c, assign, inertia = R.kmeans(x, 5, n_iter=n_iter, init=init, empty="keep")
+        np.testing.assert_allclose(c, sk.cluster_centers_, rtol=1e-10, atol=1e-12)
+
+
+def test_kmeans_keep_leaves_an_empty_cluster_in_place():
+    x = np.array([[0.0], [0.1], [10.0], [10.1]])
+    init = np.array([[0.0], [10.0], [100.0]])  # the third centroid never wins a point
+    c, assign, _ = R.kmeans(x, 3, n_iter=5, init=init, empty="keep")
+    np.testing.assert_allclose(c.ravel(), [0.05, 10.05, 100.0])
+    c, _, _ = R.kmeans(x, 3, n_iter=5, init=init, empty="farthest")
+    assert c[2, 0] != 100.0
