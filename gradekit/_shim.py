@@ -1,7 +1,7 @@
 # Kernel-side half of the bridge. This file is NEVER imported by the grader: its text is
-# sent to the student's kernel as code for each request (so a student who overwrites it
-# only changes their own replies, which the trusted side decodes strictly as data).
-# It runs in the student's namespace; everything it defines is deleted at the end.
+# sent to the student's kernel as code, once per kernel, and installed there under a random
+# name; each request is then one call of it. A student who finds and overwrites it only
+# changes their own replies, which the trusted side decodes strictly as data.
 def _gradekit_request(_request_json):
     import base64, io, json, math, traceback
     ip = get_ipython()  # noqa: F821 - defined in IPython kernels
@@ -146,7 +146,7 @@ def _gradekit_request(_request_json):
             reply["value"] = False
     except BaseException as exc:  # the student's code raised (or exited): report it as data
         frames = traceback.extract_tb(exc.__traceback__)
-        here = _gradekit_request.__code__.co_filename  # this request's own cell: not the student's
+        here = sys._getframe(0).f_code.co_filename  # the bridge's own cell: not the student's
         student = [f for f in frames if f.filename != here and (
             f.filename.startswith("<ipython-input") or "ipykernel_" in f.filename)]
         where = [f"line {f.lineno} in {f.name}: {(f.line or '').strip()}" for f in student[-3:]]
@@ -157,8 +157,3 @@ def _gradekit_request(_request_json):
         payload = json.dumps({"token": token, "raised": {"type": "EncodingError", "message": str(exc)[:500], "where": []}})
     publish(data={"application/vnd.gradekit.reply+json": payload}, metadata={})
 
-
-try:
-    _gradekit_request(_GRADEKIT_REQUEST)  # noqa: F821 - set by the sender
-finally:
-    del _gradekit_request, _GRADEKIT_REQUEST  # noqa: F821

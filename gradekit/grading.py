@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import os
 import time
 from pathlib import Path
 
@@ -195,8 +196,18 @@ def run_graders(assignment: Assignment, submission: Submission | None, *, includ
     ]
     t0 = time.monotonic()
     out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        code = pytest.main(args, plugins=[plugin])
+    # Graders get our plugin only, not whatever pytest plugins happen to be installed
+    # (hypothesis's alone costs over a second per submission to import).
+    autoload = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            code = pytest.main(args, plugins=[plugin])
+    finally:
+        if autoload is None:
+            del os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]
+        else:
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = autoload
     took = time.monotonic() - t0
     if log_path is not None:
         log_path.write_text(out.getvalue())

@@ -99,7 +99,7 @@ class Assignment:
         paths = {self.root.parent.parent.resolve()}
         try:
             import reference
-            paths.add(Path(reference.__file__).resolve().parent)
+            paths.update(Path(p).resolve() for p in getattr(reference, "__path__", []))
         except ImportError:
             pass
         return tuple(sorted(paths))

@@ -31,6 +31,9 @@ def stubborn():
         except KeyboardInterrupt:
             pass
 def die(): os._exit(1)
+def wipe_bridge():
+    for k in [k for k in globals() if k.startswith("_gradekit")]:
+        del globals()[k]
 def noisy():
     print("x" * 100000)
     return 1
@@ -106,6 +109,11 @@ def test_call_that_ignores_interrupts_gets_a_fresh_kernel(submission):
 def test_kernel_death_during_a_call_is_survived(submission):
     with pytest.raises(StudentError, match="died"):
         submission.call("die")
+    assert submission.get("answer") == 42
+
+
+def test_deleting_the_bridge_function_in_the_kernel_is_survived(submission):
+    submission.call("wipe_bridge")
     assert submission.get("answer") == 42
 
 
