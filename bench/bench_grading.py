@@ -168,7 +168,8 @@ def _nbclient_one(path: str) -> float:
     from nbclient import NotebookClient
     t = time.monotonic()
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, kernel_name="python3", timeout=300, allow_errors=True).execute()
+    NotebookClient(nb, kernel_name="python3", timeout=300, allow_errors=True).execute(
+        stderr=subprocess.DEVNULL)
     return time.monotonic() - t
 
 
@@ -312,7 +313,12 @@ def main(argv=None) -> int:
                         print(f"bench:   {len(bad)} not graded: {bad[:3]}")
                 else:
                     times, wall, scores = run_otter(paths, autograders[kind], workers)
-                row = {"set": kind, "mode": mode, "workers": workers, "n": len(paths),
+                parts = {}
+                if mode in ("process", "docker"):
+                    for key in ("execute", "grade", "total"):
+                        vals = [r["timing"][key] for r in results if key in r.get("timing", {})]
+                        parts[key] = statistics.median(vals) if vals else float("nan")
+                row = {"set": kind, "mode": mode, "workers": workers, "n": len(paths), "parts": parts,
                        "median_s": statistics.median(times), "wall_s": wall,
                        "per_min": 60 * len(paths) / wall,
                        "scores": sorted(set(scores)) if scores is not None else None}
@@ -329,6 +335,14 @@ def main(argv=None) -> int:
     def get(kind, mode, workers):
         return next((r for r in rows if (r["set"], r["mode"], r["workers"]) == (kind, mode, workers)), None)
 
+    print("\nwhere a gradekit submission's time goes (medians, s): execute = kernel or container start"
+          "\n+ the notebook + shutdown; grade = the pytest graders and their bridge calls; rest = the"
+          "\nworker process (start, imports), reports and the batch's bookkeeping")
+    for r in rows:
+        if r["parts"]:
+            rest = r["median_s"] - r["parts"]["total"] if r["workers"] == 1 else float("nan")
+            print(f"{r['set']:<8} {r['mode']:<8} w={r['workers']}  execute {r['parts']['execute']:.2f}  "
+                  f"grade {r['parts']['grade']:.2f}  rest {rest:.2f}")
     print()
     for kind in sets:
         base = get(kind, "nbclient", 1)
