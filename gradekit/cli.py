@@ -46,7 +46,7 @@ def cmd_grade(args) -> int:
     gpus = _gpus(args.gpus, assignment)
     options = BatchOptions(sandbox=sandbox, workers=args.workers, limits=_limits_from(args, assignment.limits),
                            gpus=gpus, secret=args.secret or os.environ.get("GRADEKIT_SECRET", ""),
-                           progress=not args.quiet)
+                           progress=not args.quiet, resume=args.resume)
     results = grade_batch(args.submissions, assignment, Path(args.out), options)
     print(summary_table(results, assignment))
     print(f"\nreports in {Path(args.out).resolve()} (gradebook.csv, <submission>/report.json)")
@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pids", type=int)
     g.add_argument("--secret", help="course secret mixed into the per-submission seed (or GRADEKIT_SECRET)")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    g.add_argument("--resume", action="store_true",
+                   help="reuse OUT's reports of unchanged submissions graded by the unchanged graders")
     g.set_defaults(func=cmd_grade)
 
     a = sub.add_parser("assign", help="generate the student template and verify master=full, template=zero")

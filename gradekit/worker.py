@@ -86,6 +86,7 @@ def main(argv: list[str]) -> int:
                    sandbox=sandbox, job_root=Path(spec["job_root"]), limits=limits,
                    hidden=tuple(Path(p) for p in spec.get("hidden", [])), gpus=tuple(spec.get("gpus", [])),
                    secret=spec.get("secret", ""), executed_path=Path(spec["out"]) / "executed.ipynb")
+    report["fingerprint"] = spec.get("fingerprint")  # lets `grade --resume` reuse this report
     reports.write_all(report, Path(spec["out"]))
     return 0
 

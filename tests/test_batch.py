@@ -108,3 +108,20 @@ def test_cli_exit_codes(tmp_path):
                          "--sandbox", "process"], capture_output=True, text=True, cwd=ROOT)
     assert ok.returncode == 0, ok.stderr  # grading ran; the scores are not the exit code
     assert "rejected" in ok.stdout and "2/5" in ok.stdout
+
+
+def test_resume_reuses_only_what_is_unchanged(tmp_path):
+    needs_root()
+    subs = _copy(tmp_path, {"a.ipynb": "alice_correct.ipynb", "b.ipynb": "bob_partly_wrong.ipynb"})
+    a = load("example")
+    first = grade_batch([subs], a, tmp_path / "out", BatchOptions(workers=2, progress=False))
+    for r in first:  # mark the stored reports: a reused report still carries the mark
+        path = tmp_path / "out" / r["submission"]["id"] / "report.json"
+        path.write_text(json.dumps(dict(json.loads(path.read_text()), sentinel=True)))
+    again = grade_batch([subs], a, tmp_path / "out", BatchOptions(workers=2, progress=False, resume=True))
+    assert all(r.get("sentinel") for r in again)
+    changed = grade_batch([subs], a, tmp_path / "out", BatchOptions(workers=2, progress=False, resume=True,
+                                                                     secret="new course secret"))
+    assert not any(r.get("sentinel") for r in changed)  # new secret, new inputs: graded again
+    assert all(r["seed"] != o["seed"] for r, o in zip(changed, first))
+    assert [r["score"] for r in changed] == [r["score"] for r in first]
