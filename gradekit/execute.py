@@ -273,7 +273,8 @@ class KernelSession:
             return None
         if self._blocking is None:
             kc = BlockingKernelClient(context=zmq.Context())  # its own: the async one is on another thread
-            kc.load_connection_file(str(self.job.connection_file))
+            # From memory, not from the connection file: it lies in a folder the kernel can write to.
+            kc.load_connection_info(self._client.km.get_connection_info())
             kc.start_channels()
             kc.allow_stdin = False
             self._blocking = kc

@@ -31,16 +31,14 @@ def submission_seed(sha256: str, assignment_id: str, secret: str = "") -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def _tampering_notes(job: Job) -> list[str]:
-    notes = []
+def _tampering_notes(submission: Submission) -> list[str]:
+    """Files the notebook wrote that look like grading output: ignored, and said so."""
     try:
-        for name in SUSPICIOUS_FILES:
-            for found in job.work_dir.rglob(name):
-                notes.append(f"Your notebook wrote `{found.relative_to(job.work_dir)}`; it was ignored: "
-                             "scores come only from the graders.")
-    except OSError:
-        pass
-    return notes
+        found = submission.files_named(list(SUSPICIOUS_FILES))
+    except AssertionError:  # the kernel is gone or will not say: no note, nothing lost
+        return []
+    return [f"Your notebook wrote `{path}`; it was ignored: scores come only from the graders."
+            for path in found]
 
 
 def grade(assignment: Assignment, nb: nbformat.NotebookNode, *, sha256: str, sources: list[str],
@@ -60,8 +58,8 @@ def grade(assignment: Assignment, nb: nbformat.NotebookNode, *, sha256: str, sou
         t_exec = time.monotonic() - t0
         if executed_path is not None:
             reports.write_atomic(executed_path, nbformat.writes(nb))
-        notes = _tampering_notes(job)
         submission = Submission(session, call_timeout=limits.call_timeout, seed=seed, source=sources[0])
+        notes = _tampering_notes(submission)
         tests, problems, t_grade = run_graders(assignment, submission, include_hidden=include_hidden,
                                                log_path=job.root / "pytest.log")
     finally:
