@@ -138,6 +138,19 @@ def cross_entropy(q: Any, p: Any, reduction: str = "mean", eps: float = 0.0) -> 
     return reduce(per, reduction)
 
 
+def _logits_and_targets(logits: Any, targets: Any) -> tuple:
+    """Logits as (N, K) and targets as probabilities (N, K); ``squeeze`` for one sample."""
+    z = to_numpy(logits)
+    squeeze = z.ndim == 1
+    z2 = z[None, :] if squeeze else z
+    t = to_numpy(targets, dtype=None)
+    if squeeze and t.ndim == 0:
+        t = t.reshape(1)
+    if squeeze and t.ndim == 1 and t.dtype.kind == "f" and t.shape[0] == z.shape[0]:
+        t = t[None, :]
+    return z2, _targets(t, z2.shape[-1]), squeeze
+
+
 def softmax_cross_entropy(
     logits: Any, targets: Any, beta: float = 1.0, reduction: str = "mean"
 ) -> Any:
@@ -152,15 +165,7 @@ def softmax_cross_entropy(
 
     Shapes: ``logits`` (N, K) or (K,).
     """
-    z = to_numpy(logits)
-    squeeze = z.ndim == 1
-    z2 = z[None, :] if squeeze else z
-    t = to_numpy(targets, dtype=None)
-    if squeeze and t.ndim == 0:
-        t = t.reshape(1)
-    if squeeze and t.ndim == 1 and t.dtype.kind == "f" and t.shape[0] == z.shape[0]:
-        t = t[None, :]
-    q = _targets(t, z2.shape[-1])
+    z2, q, squeeze = _logits_and_targets(logits, targets)
     per = -np.sum(q * log_softmax(z2, beta=beta), axis=-1)
     if squeeze:
         return float(per[0])
@@ -180,15 +185,7 @@ def cross_entropy_grad(logits: Any, targets: Any, beta: float = 1.0) -> np.ndarr
     Shapes: ``logits`` (..., K); ``targets`` labels (...) or probabilities
     (..., K) -> (..., K).
     """
-    z = to_numpy(logits)
-    squeeze = z.ndim == 1
-    z2 = z[None, :] if squeeze else z
-    t = to_numpy(targets, dtype=None)
-    if squeeze and t.ndim == 0:
-        t = t.reshape(1)
-    if squeeze and t.ndim == 1 and t.dtype.kind == "f" and t.shape[0] == z.shape[0]:
-        t = t[None, :]
-    q = _targets(t, z2.shape[-1])
+    z2, q, squeeze = _logits_and_targets(logits, targets)
     g = float(beta) * (softmax(z2, beta=beta) - q)
     return g[0] if squeeze else g
 

@@ -54,6 +54,17 @@ def _class_index(labels: np.ndarray) -> tuple:
     return classes, members
 
 
+def _triplet_classes(y: np.ndarray) -> tuple:
+    """Classes, their members, and the classes that can give an anchor and a positive."""
+    classes, members = _class_index(y)
+    if len(classes) < 2:
+        raise ValueError("need at least two classes")
+    anchor_ok = np.flatnonzero([m.size >= 2 for m in members])
+    if anchor_ok.size == 0:
+        raise ValueError("no class has two images")
+    return classes, members, anchor_ok
+
+
 def random_triplets(labels: Any, num_triplets: int, rng: np.random.Generator | None = None,
                     seed: int | None = None) -> np.ndarray:
     """Random triplet selection, 2IMM10 Assignment 2, Task 2.3(a).
@@ -68,12 +79,7 @@ def random_triplets(labels: Any, num_triplets: int, rng: np.random.Generator | N
     """
     y = to_labels(labels)
     g = check_rng(rng, seed)
-    classes, members = _class_index(y)
-    if len(classes) < 2:
-        raise ValueError("need at least two classes")
-    anchor_ok = np.flatnonzero([m.size >= 2 for m in members])
-    if anchor_ok.size == 0:
-        raise ValueError("no class has two images")
+    classes, members, anchor_ok = _triplet_classes(y)
     out = np.empty((num_triplets, 3), dtype=np.int64)
     for t in range(num_triplets):
         ca = anchor_ok[g.integers(anchor_ok.size)]
@@ -105,10 +111,7 @@ def hard_triplets(embeddings: Any, labels: Any, num_triplets: int,
     e = to_numpy(embeddings)
     y = to_labels(labels)
     g = check_rng(rng, seed)
-    classes, members = _class_index(y)
-    if len(classes) < 2:
-        raise ValueError("need at least two classes")
-    anchor_ok = np.flatnonzero([m.size >= 2 for m in members])
+    classes, members, anchor_ok = _triplet_classes(y)
     out = np.empty((num_triplets, 3), dtype=np.int64)
     for t in range(num_triplets):
         ca = anchor_ok[g.integers(anchor_ok.size)]
