@@ -83,3 +83,21 @@ def test_uid_drop_jobs_get_their_own_uids_and_leftovers_are_killed(tmp_path, mon
     sb.cleanup(a)
     assert orphan.wait(timeout=5) == -9
     assert kill_uid(uid) == 0
+
+
+def test_interpreter_under_a_scratch_folder_stays_reachable(monkeypatch):
+    """A project (and its venv) cloned under /tmp: /tmp is private to the kernel, so the
+    interpreter must be bound back in (CI clones may live there)."""
+    import gradekit.sandbox.process as process
+    monkeypatch.setattr(process, "_interpreter_dirs", lambda: ["/tmp/clone/.venv", "/usr"])
+    sb = ProcessSandbox()
+    sb._ids = (1, 1)
+    spec = sb._spec(Job(id="j", root=Path("/tmp/gk-x/j"), limits=Limits()))
+    assert spec["expose"] == ["/tmp/clone/.venv"] and "/tmp" in spec["scratch"]
+
+
+def test_probe_failures_other_than_refused_namespaces_are_errors(monkeypatch):
+    needs_root()
+    monkeypatch.setitem(ProcessSandbox._probed, sys.executable, (False, "No such file or directory: python"))
+    with pytest.raises(SandboxUnavailable, match="could not start a confined process"):
+        ProcessSandbox().check()

@@ -137,7 +137,7 @@ def _cover_and_bind(spec: dict) -> None:
             _mount("/dev/null", hidden, None, MS_BIND)
     # Private scratch space; every other job's folder under /tmp disappears with it.
     scratch = f"size={spec['disk_mb']}m,mode=1777"
-    for d in ("/tmp", "/var/tmp", "/dev/shm"):
+    for d in spec["scratch"]:
         if os.path.isdir(d):
             _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, scratch)
     for d, fd, rw in fds:

@@ -33,6 +33,7 @@ from pathlib import Path
 from .base import Job, Limits, Sandbox, SandboxUnavailable, describe_returncode
 
 SANDBOX_USER = "gradekit-sandbox"
+SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # private to each kernel in namespaces mode
 UID_DROP_BASE = 200_000_000     # uid-drop mode: per-job uids from here (no passwd entry needed)
 UID_DROP_SPAN = 1_000_000_000
 
@@ -117,8 +118,11 @@ class ProcessSandbox(Sandbox):
             return
         self._ids = ensure_user(self.user)
         ok, why = self._probe()
-        if not ok:
-            self.mode, self.why = "uid-drop", why
+        if ok:
+            return
+        if "unshare" not in why:  # something else broke: say so rather than confine less
+            raise SandboxUnavailable(f"the process sandbox could not start a confined process: {why}")
+        self.mode, self.why = "uid-drop", why
 
     def _probe(self) -> tuple[bool, str]:
         """Run the real launcher once, in namespaces mode, on ``python -c pass``."""
@@ -180,14 +184,15 @@ class ProcessSandbox(Sandbox):
     def _spec(self, job: Job) -> dict:
         uid, gid = self._job_ids(job)
         covers = [str(p) for p in job.hidden_paths] + _private_dirs()
+        hidden_too = covers + list(SCRATCH_DIRS)  # the launcher covers these with private tmpfs
         exposes = [d for d in _interpreter_dirs()
-                   if any(d == c or d.startswith(c.rstrip("/") + "/") for c in covers)]
+                   if any(d == c or d.startswith(c.rstrip("/") + "/") for c in hidden_too)]
         lim = job.limits
         return {
             "name": f"{job.id}-{os.getpid()}",
             "namespaces": self.mode == "namespaces",
             "uid": uid, "gid": gid,
-            "cover": covers, "expose": exposes,
+            "cover": covers, "expose": exposes, "scratch": list(SCRATCH_DIRS),
             "work_dir": str(job.work_dir), "ipc_dir": str(job.ipc_dir),
             "data_dir": str(job.data_dir) if job.data_dir else None,
             "data_mount": str(job.work_dir / "data") if job.data_dir else None,
