@@ -78,6 +78,9 @@ if ! engine_answers; then
                 say "dockerd runs but does not answer yet; waiting"
             else
                 say "starting dockerd in the background (log: $LOG)"
+                # A daemon killed with its session leaves its pid file; dockerd refuses to
+                # start if that pid has since gone to another process.
+                rm -f /var/run/docker.pid
                 mkdir -p "$(dirname "$LOG")"
                 setsid dockerd >>"$LOG" 2>&1 </dev/null &
             fi
