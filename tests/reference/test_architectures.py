@@ -251,3 +251,20 @@ def test_multistep_lr_matches_torch_scheduler():
     ours = A.multistep_lr_schedule(0.001, milestones, 0.1, 60)
     assert np.allclose(ours, lrs, rtol=1e-12)
     assert sorted(set(np.round(ours, 12))) == [1e-6, 1e-5, 1e-4, 1e-3]  # three drops
+
+
+@pytest.mark.parametrize("include_bias", [True, False])
+def test_layer_tables_account_for_biases_consistently(include_bias):
+    """Every row: weights + biases == params, and no biases at all when they are excluded."""
+    tables = {
+        "alexnet": A.alexnet_layer_table(include_bias=include_bias),
+        "vgg19": A.vgg19_table(include_bias=include_bias),
+        "babenko": A.babenko_layer_table(include_bias=include_bias),
+    }
+    for name, rows in tables.items():
+        for r in rows:
+            assert r["weights"] + r["biases"] == r["params"], (name, r["layer"])
+            if not include_bias:
+                assert r["biases"] == 0, (name, r["layer"])
+        if include_bias:
+            assert any(r["biases"] > 0 for r in rows), name
