@@ -452,6 +452,11 @@ def _dist(a: np.ndarray, b: np.ndarray, squared: bool, eps: float) -> np.ndarray
     return d2 if squared else np.sqrt(d2)
 
 
+def _scalar_or_reduced(per: np.ndarray, reduction: str) -> Any:
+    """One sample gives a float; a batch is reduced as asked."""
+    return float(per) if np.ndim(per) == 0 else reduce(per, reduction)
+
+
 def triplet_loss(
     anchor: Any,
     positive: Any,
@@ -476,9 +481,7 @@ def triplet_loss(
     """
     a, p, n = to_numpy(anchor), to_numpy(positive), to_numpy(negative)
     per = np.maximum(0.0, _dist(a, p, squared, eps) - _dist(a, n, squared, eps) + margin)
-    if np.ndim(per) == 0:
-        return float(per)
-    return reduce(per, reduction)
+    return _scalar_or_reduced(per, reduction)
 
 
 def contrastive_loss(
@@ -510,9 +513,7 @@ def contrastive_loss(
     yy = to_numpy(y).reshape(d.shape)
     c = 0.5 if half else 1.0
     per = c * ((1.0 - yy) * d**2 + yy * np.maximum(0.0, margin - d) ** 2)
-    if np.ndim(per) == 0:
-        return float(per)
-    return reduce(per, reduction)
+    return _scalar_or_reduced(per, reduction)
 
 
 def mining_contrastive_loss(

@@ -65,6 +65,13 @@ def _triplet_classes(y: np.ndarray) -> tuple:
     return classes, members, anchor_ok
 
 
+def _anchor_positive(g: np.random.Generator, members: list, anchor_ok: np.ndarray) -> tuple:
+    """A random anchor class, then two different pictures of it (anchor, positive)."""
+    ca = anchor_ok[g.integers(anchor_ok.size)]
+    a, p = g.choice(members[ca], size=2, replace=False)
+    return ca, a, p
+
+
 def random_triplets(labels: Any, num_triplets: int, rng: np.random.Generator | None = None,
                     seed: int | None = None) -> np.ndarray:
     """Random triplet selection, 2IMM10 Assignment 2, Task 2.3(a).
@@ -82,8 +89,7 @@ def random_triplets(labels: Any, num_triplets: int, rng: np.random.Generator | N
     classes, members, anchor_ok = _triplet_classes(y)
     out = np.empty((num_triplets, 3), dtype=np.int64)
     for t in range(num_triplets):
-        ca = anchor_ok[g.integers(anchor_ok.size)]
-        a, p = g.choice(members[ca], size=2, replace=False)
+        ca, a, p = _anchor_positive(g, members, anchor_ok)
         cn = g.integers(len(classes) - 1)
         cn = cn + (cn >= ca)
         n = members[cn][g.integers(members[cn].size)]
@@ -114,8 +120,7 @@ def hard_triplets(embeddings: Any, labels: Any, num_triplets: int,
     classes, members, anchor_ok = _triplet_classes(y)
     out = np.empty((num_triplets, 3), dtype=np.int64)
     for t in range(num_triplets):
-        ca = anchor_ok[g.integers(anchor_ok.size)]
-        a, p = g.choice(members[ca], size=2, replace=False)
+        ca, a, p = _anchor_positive(g, members, anchor_ok)
         if negative_class == "random":
             cn = g.integers(len(classes) - 1)
             cn = cn + (cn >= ca)
