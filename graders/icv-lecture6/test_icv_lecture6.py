@@ -140,24 +140,22 @@ def test_dropout_inverted(submission, rng, tolerance):
 
 
 # -- 4 distances and k-NN -----------------------------------------------------------------
+def distance_case(submission, rng, tolerance, fn, reference_fn):
+    """``fn(X, Y)`` on uint8 images, flat and in colour, against ``reference_fn``."""
+    for shapes, what in ((((5, 4, 4), (7, 4, 4)), "4x4"), (((3, 6, 6, 3), (4, 6, 6, 3)), "6x6x3")):
+        x, y = images(rng, shapes[0]), images(rng, shapes[1])
+        assert_close(submission.call(fn, x, y), reference_fn(x.astype(float), y.astype(float)),
+                     **tolerance, name=f"{fn}(X, Y) of uint8 {what} images")
+
+
 @question("4a", points=1)
 def test_pairwise_l1(submission, rng, tolerance):
-    x, y = images(rng, (5, 4, 4)), images(rng, (7, 4, 4))
-    assert_close(submission.call("pairwise_l1", x, y), knn.pairwise_l1_distances(x.astype(float), y.astype(float)),
-                 **tolerance, name="pairwise_l1(X, Y) of uint8 4x4 images")
-    x3, y3 = images(rng, (3, 6, 6, 3)), images(rng, (4, 6, 6, 3))
-    assert_close(submission.call("pairwise_l1", x3, y3), knn.pairwise_l1_distances(x3.astype(float), y3.astype(float)),
-                 **tolerance, name="pairwise_l1(X, Y) of uint8 6x6x3 images")
+    distance_case(submission, rng, tolerance, "pairwise_l1", knn.pairwise_l1_distances)
 
 
 @question("4b", points=1)
 def test_pairwise_l2(submission, rng, tolerance):
-    x, y = images(rng, (5, 4, 4)), images(rng, (7, 4, 4))
-    assert_close(submission.call("pairwise_l2", x, y), knn.pairwise_l2_distances(x.astype(float), y.astype(float)),
-                 **tolerance, name="pairwise_l2(X, Y) of uint8 4x4 images")
-    x3, y3 = images(rng, (3, 6, 6, 3)), images(rng, (4, 6, 6, 3))
-    assert_close(submission.call("pairwise_l2", x3, y3), knn.pairwise_l2_distances(x3.astype(float), y3.astype(float)),
-                 **tolerance, name="pairwise_l2(X, Y) of uint8 6x6x3 images")
+    distance_case(submission, rng, tolerance, "pairwise_l2", knn.pairwise_l2_distances)
 
 
 @question("4c", points=3)
