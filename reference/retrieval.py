@@ -27,7 +27,6 @@ Importing this module does not import torch.
 from __future__ import annotations
 
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
@@ -264,27 +263,30 @@ def average_precision(y_true: Any, scores: Any) -> float:
     return float(ap[0])
 
 
-_SENTINEL = np.uint64(0xFFFFFFFFFFFFFFFE)
-_LOW63 = np.uint64(0x7FFFFFFFFFFFFFFF)
+_KEY_MAX = float(2**31 - 2)        # largest rank key; keys use 31 bits
+_SENTINEL = np.uint32(0xFFFFFFFE)  # excluded items: after every real key, relevance bit 0
 
 
-def _ap_exact_row(s: np.ndarray, r: np.ndarray) -> float:
-    """Tie-aware AP of one row (slow path); ``s`` finite scores, ``r`` bool."""
-    nrel = int(r.sum())
-    if nrel == 0:
-        return float("nan")
-    order = np.argsort(-s, kind="stable")
-    ss, rr = s[order], r[order]
-    n = ss.size
-    tp = np.cumsum(rr)
-    is_end = np.append(ss[1:] != ss[:-1], True)
+def _ap_exact_rows(s: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Tie-aware AP of each row (the exact path): items with equal scores
+    enter together, at the precision of the end of their tie group.
+    ``s`` (m, n) scores, excluded items set to -inf; ``r`` (m, n) bool."""
+    m, n = s.shape
+    order = np.argsort(-s, axis=1)  # ties are grouped below, so stability is moot
+    ss = np.take_along_axis(s, order, axis=1)
+    rr = np.take_along_axis(r, order, axis=1)
+    tp = np.cumsum(rr, axis=1)
+    is_end = np.ones((m, n), bool)
+    is_end[:, :-1] = ss[:, 1:] != ss[:, :-1]
     end = np.where(is_end, np.arange(n), n)
-    end = np.minimum.accumulate(end[::-1])[::-1]
-    return float(np.sum(tp[end][rr] / (end[rr] + 1.0)) / nrel)
+    end = np.minimum.accumulate(end[:, ::-1], axis=1)[:, ::-1]  # last index of each tie group
+    prec = np.take_along_axis(tp, end, axis=1) / (end + 1.0)
+    nrel = tp[:, -1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(nrel > 0, np.sum(prec * rr, axis=1) / np.maximum(nrel, 1), np.nan)
 
 
-def average_precision_rows(scores: Any, relevant: Any, valid: Any = None,
-                           _overwrite: bool = False) -> np.ndarray:
+def average_precision_rows(scores: Any, relevant: Any, valid: Any = None) -> np.ndarray:
     """Average precision of every row of a score matrix (vectorised, sklearn-identical).
 
     ``scores`` (q, n) finite floats, ``relevant`` (q, n) bool, ``valid``
@@ -292,62 +294,98 @@ def average_precision_rows(scores: Any, relevant: Any, valid: Any = None,
     (e.g. everything except the query itself). Returns (q,) float64; rows
     without relevant items give ``nan``.
 
-    Implementation: each score is mapped to an order-preserving 64-bit
-    integer key whose lowest bit is replaced by the relevance bit, so one
-    value sort per row yields the ranking and the relevance together. This
-    is exact whenever no two scores of a row share all bits but the last;
-    rows where that happens (true ties or 1-ulp neighbours) are recomputed
-    with the exact tie-aware path, so the result always equals sklearn's.
+    Implementation: each row's scores are mapped monotonically onto 31-bit
+    fixed-point keys spanning the row's range, and the relevance bit is
+    appended, so one sort of 32-bit integers per row yields the ranking and
+    the relevance together (a 64-bit sort is ~10x slower). The map never
+    reverses two scores, but it may merge close ones; a row where a relevant
+    item shares its key with another item (a merge, or a true tie) is
+    recomputed with the exact tie-aware path, so the result always equals
+    sklearn's.
     """
-    s = to_numpy(scores)
-    if not (_overwrite and s.flags.c_contiguous and s.flags.writeable):
-        s = np.array(s, dtype=np.float64, order="C", copy=True)
+    s = to_numpy(scores, None)
+    if s.dtype.kind != "f":
+        s = s.astype(np.float64)
     r = np.asarray(to_numpy(relevant, None), dtype=bool)
     if s.ndim != 2 or r.shape != s.shape:
         raise ValueError("scores and relevant must be 2-D arrays of the same shape")
     if valid is not None:
         valid = np.asarray(to_numpy(valid, None), dtype=bool)
+        if valid.shape != s.shape:
+            raise ValueError("valid must have the shape of scores")
         r = r & valid
-    if not np.isfinite(s).all():
-        if valid is None or not np.isfinite(s[valid]).all():
-            raise ValueError("scores must be finite")
-    s += 0.0  # -0.0 -> +0.0 so that equal scores get equal keys
-    b = s.view(np.uint64)
-    t = b >> np.uint64(63)
-    t -= np.uint64(1)
-    t &= _LOW63
-    b ^= t  # ascending key == descending score
-    del t
-    b &= ~np.uint64(1)
-    b |= r.view(np.uint8)
+    return _ap_rows(s, r, valid=valid)
+
+
+def _shares_key_with_relevant(k: np.ndarray) -> np.ndarray:
+    """For a sorted key row: adjacent pairs equal in all 31 rank bits, at
+    least one relevant, neither excluded (the exact path must decide)."""
+    a, b = k[:-1], k[1:]
+    return ((a ^ b) <= 1) & (((a | b) & np.uint32(1)) == 1) & (b != _SENTINEL)
+
+
+def _ap_rows(s: np.ndarray, r: np.ndarray, valid: np.ndarray | None = None,
+             skip: np.ndarray | None = None, bounds: tuple | None = None) -> np.ndarray:
+    """AP per row; ``r`` already excludes invalid items.
+
+    ``skip`` (q,) is a cheaper ``valid``: one excluded column per row (the
+    query itself). ``bounds`` = (lo, hi) per row, known to enclose every
+    score of the row, saves two passes.
+    """
+    q, n = s.shape
+    if n == 0:
+        return np.full(q, np.nan)
+    if bounds is not None:
+        lo, hi = bounds
+    else:
+        lo, hi = s.min(axis=1), s.max(axis=1)
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+            # non-finite scores are allowed only where they are excluded
+            if valid is None and skip is not None:
+                valid = np.ones(s.shape, bool)
+                valid[np.arange(q), skip] = False
+            if valid is None or not np.isfinite(s[valid]).all():
+                raise ValueError("scores must be finite")
+            lo = np.where(valid, s, np.inf).min(axis=1)
+            hi = np.where(valid, s, -np.inf).max(axis=1)
+            lo, hi = np.where(np.isfinite(lo), lo, 0.0), np.where(np.isfinite(hi), hi, 0.0)
+    span = np.subtract(hi, lo, dtype=np.float64)
+    scale = np.divide(_KEY_MAX, span, out=np.zeros(q), where=span > 0)
+    # key = (hi - s) * scale, as s * (-scale) + hi * scale: 0 for the best
+    # score; every step is monotone, so a higher score never gets a larger
+    # key, and keys stay within [0, _KEY_MAX] for scores within the bounds
+    with np.errstate(invalid="ignore", over="ignore"):  # excluded non-finite entries
+        x = np.multiply(s, -scale[:, None], dtype=np.float64)
+        x += (hi * scale)[:, None]
+        if bounds is not None:  # clipping is monotone too: a wrong bound costs speed, not exactness
+            np.clip(x, 0.0, _KEY_MAX, out=x)
+        k = x.astype(np.int32).view(np.uint32)  # < 2**31: the signed cast is the fast one
+    del x
+    k <<= np.uint32(1)
+    k |= r.view(np.uint8)
     if valid is not None:
-        b[~valid] = _SENTINEL
-    b.sort(axis=1)
-    q, n = b.shape
-    hi = b >> np.uint64(1)
-    eq = hi[:, 1:] == hi[:, :-1]
-    tied = eq.any(axis=1)
-    del hi
-    if tied.any() and valid is not None:  # equal sentinels of excluded items are not ties
-        rows = np.flatnonzero(tied)
-        tied[rows] = np.any(eq[rows] & (b[rows, 1:] != _SENTINEL), axis=1)
-    del eq
-    if sys.byteorder == "little":  # lowest byte of each key holds the relevance bit
-        rel_sorted = np.bitwise_and(b.view(np.uint8)[:, ::8], 1).view(bool)
-    else:  # pragma: no cover
-        rel_sorted = (b & np.uint64(1)).astype(bool)
-    cum = np.cumsum(rel_sorted, axis=1, dtype=np.int32)  # TP count at each rank
+        k[~valid] = _SENTINEL
+    if skip is not None:
+        k[np.arange(q), skip] = _SENTINEL
+    k.sort(axis=1)
+    # rows where some adjacent keys agree in all 31 rank bits (cheap screen) ...
+    suspect = np.flatnonzero(((k[:, 1:] ^ k[:, :-1]) <= 1).any(axis=1))
+    exact = [i for i in suspect  # ... need the exact path if a relevant item is in such a group
+             if np.any(_shares_key_with_relevant(k[i]))]
+    rel = k & np.uint32(1)
+    cum = np.cumsum(rel, axis=1, dtype=np.int32)  # TP count at each rank
     nrel = cum[:, -1].copy()
-    cum *= rel_sorted
+    cum *= rel.view(np.int32)
     sums = cum.astype(np.float64) @ (1.0 / np.arange(1, n + 1, dtype=np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
         ap = np.where(nrel > 0, sums / np.maximum(nrel, 1), np.nan)
-    if np.any(tied):
-        s0 = to_numpy(scores)
-        r0 = np.asarray(to_numpy(relevant, None), dtype=bool)
-        for i in np.flatnonzero(tied):
-            keep = slice(None) if valid is None else valid[i]
-            ap[i] = _ap_exact_row(s0[i][keep], r0[i][keep])
+    if exact:
+        sub = np.array(s[exact], dtype=s.dtype)
+        if valid is not None:
+            sub[~valid[exact]] = -np.inf
+        if skip is not None:
+            sub[np.arange(len(exact)), skip[exact]] = -np.inf
+        ap[exact] = _ap_exact_rows(sub, r[exact])
     return ap
 
 
@@ -357,59 +395,79 @@ def _default_jobs(n_jobs: int | None) -> int:
     return max(1, int(n_jobs))
 
 
+def _one_blas_thread() -> Any:
+    """Limit BLAS to one thread while our own threads each run a product.
+
+    BLAS threads would only compete with ours; OpenBLAS's, which spin while
+    idle, made two threads slower than one on a 2-core machine. The limit
+    is process-wide while it lasts (threadpoolctl, a scikit-learn
+    dependency); without threadpoolctl this returns None and the caller
+    stays on one thread.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return None
+    return threadpool_limits(1, user_api="blas")  # a context manager, restoring on exit
+
+
 def average_precisions_all_vs_all(
     features: Any,
     labels: Any,
-    chunk_size: int = 128,
+    chunk_size: int = 64,
     n_jobs: int | None = None,
 ) -> np.ndarray:
     """AP of every item used as a query against all *other* items (2IMM10 Task 1.3).
 
     Scores are inner products of the given features (L2-normalise them first
-    for cosine / Euclidean ranking); an item is relevant iff it has the
+    for cosine / Euclidean ranking), computed in the features' precision:
+    float32 features (as a torch model's neural codes are) give float32
+    scores, anything else float64. An item is relevant iff it has the
     query's label; the query itself is excluded. Processed in chunks of
-    ``chunk_size`` queries (memory ~ ``chunk_size * n * 8 * 4`` bytes per
-    worker) on ``n_jobs`` threads (default ``min(4, cpu_count)``). Returns
-    (n,) float64 (``nan`` for a query whose class has no other member).
+    ``chunk_size`` queries (memory ~ ``chunk_size * n * 8 * 3`` bytes per
+    thread) on ``n_jobs`` threads (default ``min(4, cpu_count)``), each
+    running its own single-threaded matrix product. Returns (n,) float64
+    (``nan`` for a query whose class has no other member).
     """
-    f = np.ascontiguousarray(to_numpy(features))
+    f = to_numpy(features, None)
+    f = np.ascontiguousarray(f if f.dtype in (np.float32, np.float64) else f.astype(np.float64))
     y = to_labels(labels)
     n = f.shape[0]
     if y.shape[0] != n:
         raise ValueError("features and labels disagree in length")
+    if f.ndim != 2 or not np.isfinite(f).all():
+        raise ValueError("features must be a finite (n, d) array")
+    # Cauchy-Schwarz: |<f_i, f_j>| <= |f_i| max_j |f_j|, widened by the
+    # rounding error of a d-term dot product (Higham's gamma_d, twice over)
+    norms = np.sqrt(np.einsum("ij,ij->i", f, f, dtype=np.float64))
+    widen = 1.0 + 2.0 * (f.shape[1] + 2) * float(np.finfo(f.dtype).eps)
+    hi_all = norms * norms.max() * widen + np.finfo(np.float64).tiny
+    if not np.isfinite(hi_all).all():
+        raise ValueError("features too large: their inner products overflow")
     out = np.empty(n)
 
-    def scores(start: int) -> np.ndarray:
-        return f[start:min(n, start + chunk_size)] @ f.T
-
-    def work(start: int, s: np.ndarray) -> None:
+    def work(start: int) -> None:
         stop = min(n, start + chunk_size)
+        s = f[start:stop] @ f.T
         rel = y[start:stop, None] == y[None, :]
-        valid = np.ones_like(rel)
         idx = np.arange(start, stop)
-        valid[idx - start, idx] = False
-        out[start:stop] = average_precision_rows(s, rel, valid, _overwrite=True)
+        rel[idx - start, idx] = False
+        hi = hi_all[start:stop]
+        out[start:stop] = _ap_rows(s, rel, skip=idx, bounds=(-hi, hi))
 
     starts = range(0, n, chunk_size)
     jobs = _default_jobs(n_jobs)
-    if jobs == 1:
+    limit = _one_blas_thread() if jobs > 1 else None
+    if limit is None:
         for st in starts:
-            work(st, scores(st))
+            work(st)
     else:
-        # the matrix products run in this thread (BLAS has its own threads);
-        # the sorting runs on `jobs` worker threads, at most 2*jobs chunks queued
-        with ThreadPoolExecutor(jobs) as ex:
-            pending: list = []
-            for st in starts:
-                pending.append(ex.submit(work, st, scores(st)))
-                if len(pending) >= 2 * jobs:
-                    pending.pop(0).result()
-            for fut in pending:
-                fut.result()
+        with limit, ThreadPoolExecutor(jobs) as ex:
+            list(ex.map(work, starts))
     return out
 
 
-def mean_average_precision(features: Any, labels: Any, chunk_size: int = 128,
+def mean_average_precision(features: Any, labels: Any, chunk_size: int = 64,
                            n_jobs: int | None = None) -> float:
     r"""Mean average precision where each item queries all the others (2IMM10 Task 1.3).
 

@@ -125,6 +125,63 @@ def test_all_vs_all_map_matches_sklearn_loop(rng):
     assert R.mean_average_precision(f, labels, n_jobs=1, chunk_size=1000) == pytest.approx(np.mean(ref), abs=1e-12)
 
 
+def _sklearn_rows(s, rel, valid):
+    return np.array([average_precision_score(rel[i][valid[i]], s[i][valid[i]]) for i in range(len(s))])
+
+
+def test_ap_rows_near_ties_and_exact_ties_match_sklearn(rng):
+    # scores 0, 1 or 2 ulps apart and exact ties, in rows long enough that
+    # the 31-bit rank keys merge them: every row must take the exact path
+    q, n = 40, 3000
+    base = rng.choice([0.25, -0.5, 1.0], size=(q, n))
+    s = np.where(rng.random((q, n)) < 0.5, base, np.nextafter(base, 2.0))
+    s[::3] = np.nextafter(s[::3], 2.0)
+    rel = rng.random((q, n)) < 0.2
+    valid = rng.random((q, n)) < 0.9
+    assert np.allclose(R.average_precision_rows(s, rel, valid), _sklearn_rows(s, rel, valid), atol=1e-12)
+
+
+def test_ap_rows_with_too_narrow_bounds_is_still_exact(rng):
+    # the all-vs-all path passes precomputed score bounds; a wrong bound may
+    # merge keys (slower), never reorder them
+    q, n = 20, 500
+    s = rng.standard_normal((q, n))
+    rel = rng.random((q, n)) < 0.3
+    skip = rng.integers(0, n, q)
+    valid = np.ones((q, n), bool)
+    valid[np.arange(q), skip] = False
+    hi = 0.9 * np.abs(s).max(axis=1)  # the top and bottom 10% of the range fall outside
+    ap = R._ap_rows(s.copy(), rel & valid, skip=skip, bounds=(-hi, hi))
+    assert np.allclose(ap, _sklearn_rows(s, rel, valid), atol=1e-12)
+
+
+def test_all_vs_all_float32_keeps_its_precision_and_ties(rng):
+    # small integer features: float32 products are exact, so ties are real and
+    # sklearn sees the very same scores
+    n = 400
+    labels = rng.integers(0, 5, n)
+    f = rng.integers(-2, 3, (n, 6)).astype(np.float32)
+    s = f.astype(np.float64) @ f.T.astype(np.float64)
+    valid = ~np.eye(n, dtype=bool)
+    ref = _sklearn_rows(s, labels[:, None] == labels[None, :], valid)
+    for jobs in (1, 2):
+        ap = R.average_precisions_all_vs_all(f, labels, chunk_size=48, n_jobs=jobs)
+        assert np.allclose(ap, ref, atol=1e-12, equal_nan=True)
+
+
+def test_threads_leave_blas_thread_count_as_it_was(rng):
+    import threadpoolctl  # a scikit-learn dependency
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    f = rng.standard_normal((300, 8))
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):  # a known count, whatever ran before
+        assert blas_threads() and set(blas_threads()) == {2}
+        R.mean_average_precision(f, rng.integers(0, 3, 300), n_jobs=2, chunk_size=32)
+        assert set(blas_threads()) == {2}
+
+
 def test_map_query_without_relevant_items_is_left_out():
     f = np.eye(4)
     labels = np.array([0, 0, 1, 2])
