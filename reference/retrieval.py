@@ -411,6 +411,32 @@ def _one_blas_thread() -> Any:
     return threadpool_limits(1, user_api="blas")  # a context manager, restoring on exit
 
 
+# The whole Gram matrix is made at once (half the multiply-adds) up to GRAM_BYTES, for
+# features of GRAM_MIN_DIM dimensions or more; below that, its memory traffic costs more than
+# the saved multiply-adds (5,000 items on 2 cores: 0.18 vs 0.14 s at 128-d, 0.30 vs 0.40 s at 512-d).
+GRAM_BYTES = 512 * 2**20
+GRAM_MIN_DIM = 256
+
+
+def _gram_upper(f: np.ndarray) -> np.ndarray:
+    """F F^T by BLAS syrk: only the upper triangle is computed (half a GEMM's
+    multiply-adds) and filled in; Fortran order, as BLAS returns it."""
+    from scipy.linalg import blas
+
+    syrk = blas.dsyrk if f.dtype == np.float64 else blas.ssyrk
+    return syrk(1.0, f)
+
+
+def _gram_rows(g: np.ndarray, a: int, b: int) -> np.ndarray:
+    """Rows a..b of the symmetric matrix whose upper triangle ``g`` holds."""
+    s = np.empty((b - a, g.shape[0]), dtype=g.dtype)
+    s[:, :a] = g[:a, a:b].T      # left of the diagonal block: mirrored columns
+    s[:, b:] = g[a:b, b:]        # right of it: stored as is
+    blk = g[a:b, a:b]
+    s[:, a:b] = np.triu(blk) + np.triu(blk, 1).T
+    return s
+
+
 def average_precisions_all_vs_all(
     features: Any,
     labels: Any,
@@ -423,11 +449,14 @@ def average_precisions_all_vs_all(
     for cosine / Euclidean ranking), computed in the features' precision:
     float32 features (as a torch model's neural codes are) give float32
     scores, anything else float64. An item is relevant iff it has the
-    query's label; the query itself is excluded. Processed in chunks of
+    query's label; the query itself is excluded. For features of 256 or more
+    dimensions the Gram matrix is made at once by BLAS syrk (its upper
+    triangle: half the work of a matrix product) when it fits in
+    ``GRAM_BYTES`` (512 MiB: n <= 8,192 in float64); otherwise each chunk
+    gets its own product. Rows are ranked in chunks of
     ``chunk_size`` queries (memory ~ ``chunk_size * n * 8 * 3`` bytes per
-    thread) on ``n_jobs`` threads (default ``min(4, cpu_count)``), each
-    running its own single-threaded matrix product. Returns (n,) float64
-    (``nan`` for a query whose class has no other member).
+    thread) on ``n_jobs`` threads (default ``min(4, cpu_count)``). Returns
+    (n,) float64 (``nan`` for a query whose class has no other member).
     """
     f = to_numpy(features, None)
     f = np.ascontiguousarray(f if f.dtype in (np.float32, np.float64) else f.astype(np.float64))
@@ -445,10 +474,11 @@ def average_precisions_all_vs_all(
     if not np.isfinite(hi_all).all():
         raise ValueError("features too large: their inner products overflow")
     out = np.empty(n)
+    gram = _gram_upper(f) if f.shape[1] >= GRAM_MIN_DIM and n * n * f.itemsize <= GRAM_BYTES else None
 
     def work(start: int) -> None:
         stop = min(n, start + chunk_size)
-        s = f[start:stop] @ f.T
+        s = f[start:stop] @ f.T if gram is None else _gram_rows(gram, start, stop)
         rel = y[start:stop, None] == y[None, :]
         idx = np.arange(start, stop)
         rel[idx - start, idx] = False

@@ -182,6 +182,21 @@ def test_threads_leave_blas_thread_count_as_it_was(rng):
         assert set(blas_threads()) == {2}
 
 
+@pytest.mark.parametrize("gram_min_dim", [0, 10**6], ids=["syrk-gram", "product-per-chunk"])
+def test_all_vs_all_both_score_paths_match_sklearn(rng, monkeypatch, gram_min_dim):
+    monkeypatch.setattr(R, "GRAM_MIN_DIM", gram_min_dim)
+    n = 257
+    labels = rng.integers(0, 4, n)
+    f = R.l2_normalize(rng.standard_normal((n, 12)) + rng.standard_normal((4, 12))[labels])
+    s = f @ f.T
+    valid = ~np.eye(n, dtype=bool)
+    ref = _sklearn_rows(s, labels[:, None] == labels[None, :], valid)
+    assert np.allclose(R.average_precisions_all_vs_all(f, labels, chunk_size=40, n_jobs=2), ref, atol=1e-12)
+    # the mirrored Gram rows are the product's rows, diagonal block included
+    g = R._gram_upper(f)
+    assert np.allclose(R._gram_rows(g, 40, 80), s[40:80], atol=1e-12)
+
+
 def test_map_query_without_relevant_items_is_left_out():
     f = np.eye(4)
     labels = np.array([0, 0, 1, 2])
