@@ -337,7 +337,7 @@ def main(argv=None) -> int:
 
     print("\nwhere a gradekit submission's time goes (medians, s): execute = kernel or container start"
           "\n+ the notebook + shutdown; grade = the pytest graders and their bridge calls; rest = the"
-          "\nworker process (start, imports), reports and the batch's bookkeeping")
+          "\nworker process (forked from the fork server), reports and the batch's bookkeeping")
     for r in rows:
         if r["parts"]:
             rest = r["median_s"] - r["parts"]["total"] if r["workers"] == 1 else float("nan")

@@ -1,14 +1,17 @@
 """Grade one submission, end to end, in a process of its own.
 
-``python -m gradekit.worker JOB.json`` is what :mod:`gradekit.batch` runs per submission, so
-that a crash, a hang or a leak in one grading run costs that submission alone. It can also
-be called in-process (``grade``), which ``gradekit check`` and the Gradescope runner do.
+:mod:`gradekit.batch` runs :func:`forked_main` per submission in a process forked from a
+fork server that has imported this module once, so that a crash, a hang or a leak in one
+grading run costs that submission alone; ``python -m gradekit.worker JOB.json`` does the
+same from a fresh interpreter. It can also be called in-process (``grade``), which
+``gradekit check`` and the Gradescope runner do.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -87,6 +90,29 @@ def main(argv: list[str]) -> int:
     report["fingerprint"] = spec.get("fingerprint")  # lets `grade --resume` reuse this report
     reports.write_all(report, Path(spec["out"]))
     return 0
+
+
+def forked_main(job_file: str, log_file: str, environ: dict[str, str], cwd: str) -> None:
+    """Entry point of a worker forked from the batch's fork server."""
+    detach(log_file, environ, cwd)
+    sys.exit(main([job_file]))
+
+
+def detach(log_file: str, environ: dict[str, str], cwd: str) -> None:
+    """Make a forked process a worker of its own.
+
+    The fork server was started once, with the environment and directory of that moment;
+    the batch's current ones are applied here. The worker leads a process group of its own
+    (the batch kills the group at the hard limit) and writes its output to ``log_file``.
+    """
+    os.setsid()
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(cwd)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 if __name__ == "__main__":

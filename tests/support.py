@@ -59,3 +59,26 @@ def grade_notebooks(assignment_id: str, notebooks: dict[str, nbformat.NotebookNo
         for s in r["submission"]["sources"]:
             by_name[Path(s).stem] = r
     return by_name
+
+
+# Stand-ins for gradekit.worker.forked_main, run by the batch's fork server (so they live
+# in an importable module): they misbehave for one named submission and grade the others.
+def crashing_worker(job_file: str, log_file: str, environ: dict, cwd: str) -> None:
+    from gradekit.worker import detach, main
+    detach(log_file, environ, cwd)
+    if "crash.ipynb" in Path(job_file).read_text():
+        print("about to crash", flush=True)
+        os.kill(os.getpid(), 11)  # SIGSEGV
+    sys.exit(main([job_file]))
+
+
+def hanging_worker(job_file: str, log_file: str, environ: dict, cwd: str) -> None:
+    from gradekit.worker import detach, main
+    detach(log_file, environ, cwd)
+    if "hang.ipynb" in Path(job_file).read_text():
+        import subprocess
+        import time
+        child = subprocess.Popen(["sleep", "600"])  # something it started, which must go too
+        Path(os.environ["GK_TEST_PIDFILE"]).write_text(str(child.pid))
+        time.sleep(600)
+    sys.exit(main([job_file]))

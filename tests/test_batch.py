@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import support
 from support import ROOT, needs_root
 from gradekit import batch, report
 from gradekit.batch import BatchOptions, grade_batch
@@ -28,23 +29,15 @@ def _copy(tmp: Path, names: dict[str, str]) -> Path:
     return d
 
 
-def _fake_python(tmp: Path, rule: str) -> str:
-    """A stand-in interpreter that misbehaves for submissions whose source matches ``rule``."""
-    script = tmp / "python"
-    script.write_text(f"#!/bin/bash\nif grep -q '{rule.split(':')[1]}' \"$3\"; then {rule.split(':')[0]}; fi\n"
-                      f"exec {sys.executable} \"$@\"\n")
-    script.chmod(0o755)
-    return str(script)
-
-
 def test_worker_crash_becomes_an_error_report_and_others_are_graded(tmp_path, monkeypatch):
     needs_root()
     subs = _copy(tmp_path, {"good.ipynb": "alice_correct.ipynb", "crash.ipynb": "bob_partly_wrong.ipynb"})
-    monkeypatch.setattr(batch.sys, "executable", _fake_python(tmp_path, "kill -SEGV $$:crash.ipynb"))
+    monkeypatch.setattr(batch, "worker_entry", support.crashing_worker)
     reports = grade_batch([subs], load("example"), tmp_path / "out", BatchOptions(workers=2, progress=False))
     by = {Path(r["submission"]["sources"][0]).name: r for r in reports}
     assert by["good.ipynb"]["status"] == "graded" and by["good.ipynb"]["score"] == 5
-    assert by["crash.ipynb"]["status"] == "error" and "worker failed" in by["crash.ipynb"]["reason"]
+    assert by["crash.ipynb"]["status"] == "error" and "worker failed (exit -11)" in by["crash.ipynb"]["reason"]
+    assert "about to crash" in by["crash.ipynb"]["reason"]  # the worker's last words reach the report
     for r in reports:
         assert json.loads((tmp_path / "out" / r["submission"]["id"] / "report.json").read_text())["status"] == r["status"]
     assert "crash.ipynb" in (tmp_path / "out" / "gradebook.csv").read_text()
@@ -53,8 +46,9 @@ def test_worker_crash_becomes_an_error_report_and_others_are_graded(tmp_path, mo
 def test_hung_worker_is_stopped_at_the_hard_limit(tmp_path, monkeypatch):
     needs_root()
     subs = _copy(tmp_path, {"good.ipynb": "alice_correct.ipynb", "hang.ipynb": "bob_partly_wrong.ipynb"})
-    monkeypatch.setattr(batch.sys, "executable", _fake_python(tmp_path, "sleep 600:hang.ipynb"))
+    monkeypatch.setattr(batch, "worker_entry", support.hanging_worker)
     monkeypatch.setattr(batch, "GRADING_ALLOWANCE", 15.0)
+    monkeypatch.setenv("GK_TEST_PIDFILE", str(tmp_path / "sleep.pid"))  # the batch's environment reaches workers
     a = load("example")
     t0 = time.monotonic()
     reports = grade_batch([subs], a, tmp_path / "out",
@@ -63,6 +57,10 @@ def test_hung_worker_is_stopped_at_the_hard_limit(tmp_path, monkeypatch):
     by = {Path(r["submission"]["sources"][0]).name: r for r in reports}
     assert by["hang.ipynb"]["status"] == "error" and "hard limit of 20 s" in by["hang.ipynb"]["reason"]
     assert by["good.ipynb"]["score"] == 5
+    sleeper = int((tmp_path / "sleep.pid").read_text())
+    time.sleep(0.5)
+    assert not Path(f"/proc/{sleeper}").exists() or "Z" in Path(f"/proc/{sleeper}/stat").read_text().split()[2], \
+        "a process the hung worker started outlived it"
 
 
 def test_ctrl_c_leaves_reports_for_every_submission_and_no_kernel(tmp_path):
