@@ -35,11 +35,12 @@ from .spec import Assignment
 
 GRADING_ALLOWANCE = 300.0   # seconds for kernel start and the graders, on top of the notebook's limit
 
-# What the fork server imports before forking: the worker and everything a grading run
-# would otherwise import per submission (pytest's built-in plugins, the reference library).
-# Nothing it imports leaks state between submissions: each is a fresh fork.
+# What the fork server imports before forking: the worker and the pytest internals a grading
+# run would otherwise import per submission. Nothing it imports leaks state between
+# submissions: each is a fresh fork. Course code (graders, reference/) is left out on purpose:
+# imported per submission, an edit to it counts even in a long-lived process.
 PRELOAD = ["gradekit.worker", "_pytest.python", "_pytest.assertion.rewrite", "_pytest.fixtures",
-           "_pytest.skipping", "_pytest.terminal", "_pytest.runner", "_pytest.main", "reference"]
+           "_pytest.skipping", "_pytest.terminal", "_pytest.runner", "_pytest.main"]
 _forks = multiprocessing.get_context("forkserver")
 _forks.set_forkserver_preload(PRELOAD)
 worker_entry = worker.forked_main  # what each forked worker runs (tests put a misbehaving one here)
