@@ -26,9 +26,11 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -268,22 +270,18 @@ _SENTINEL = np.uint32(0xFFFFFFFE)  # excluded items: after every real key, relev
 
 
 def _ap_exact_rows(s: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Tie-aware AP of each row (the exact path): items with equal scores
-    enter together, at the precision of the end of their tie group.
+    """Tie-aware AP of each row (the exact path), straight from the formula
+    in the module docstring: AP = mean over relevant i of
+    TP(s >= s_i) / N(s >= s_i), so items with equal scores enter together.
     ``s`` (m, n) scores, excluded items set to -inf; ``r`` (m, n) bool."""
-    m, n = s.shape
-    order = np.argsort(-s, axis=1)  # ties are grouped below, so stability is moot
-    ss = np.take_along_axis(s, order, axis=1)
-    rr = np.take_along_axis(r, order, axis=1)
-    tp = np.cumsum(rr, axis=1)
-    is_end = np.ones((m, n), bool)
-    is_end[:, :-1] = ss[:, 1:] != ss[:, :-1]
-    end = np.where(is_end, np.arange(n), n)
-    end = np.minimum.accumulate(end[:, ::-1], axis=1)[:, ::-1]  # last index of each tie group
-    prec = np.take_along_axis(tp, end, axis=1) / (end + 1.0)
-    nrel = tp[:, -1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(nrel > 0, np.sum(prec * rr, axis=1) / np.maximum(nrel, 1), np.nan)
+    ap = np.full(s.shape[0], np.nan)
+    desc = np.sort(-s, axis=1)  # N(s >= v) = searchsorted(desc, -v, "right"); -inf sorts last
+    for i in range(s.shape[0]):
+        v = -s[i][r[i]]
+        if v.size:
+            v.sort()
+            ap[i] = np.mean(np.searchsorted(v, v, side="right") / np.searchsorted(desc[i], v, side="right"))
+    return ap
 
 
 def average_precision_rows(scores: Any, relevant: Any, valid: Any = None) -> np.ndarray:
@@ -297,7 +295,8 @@ def average_precision_rows(scores: Any, relevant: Any, valid: Any = None) -> np.
     Implementation: each row's scores are mapped monotonically onto 31-bit
     fixed-point keys spanning the row's range, and the relevance bit is
     appended, so one sort of 32-bit integers per row yields the ranking and
-    the relevance together (a 64-bit sort is ~10x slower). The map never
+    the relevance together (half the memory of 64-bit keys, and a faster
+    sort). The map never
     reverses two scores, but it may merge close ones; a row where a relevant
     item shares its key with another item (a merge, or a true tie) is
     recomputed with the exact tie-aware path, so the result always equals
@@ -317,6 +316,29 @@ def average_precision_rows(scores: Any, relevant: Any, valid: Any = None) -> np.
     return _ap_rows(s, r, valid=valid)
 
 
+def _rank_keys(s: np.ndarray, scale: Any, offset: Any, clip: bool, out: np.ndarray | None = None,
+               work: np.ndarray | None = None) -> np.ndarray:
+    """Fixed-point rank keys ``s * (-scale) + offset``, truncated to integers,
+    shifted left one bit to leave room for the relevance bit. Every step is
+    monotone, so a higher score never gets a larger key; the best score
+    within the bounds the scale was made for gets key 0. ``clip`` pins
+    scores outside those bounds to the first or last key (also monotone:
+    a wrong bound costs speed, not exactness). ``out`` (uint32) and
+    ``work`` (float64), shaped as ``s``, are optional buffers."""
+    with np.errstate(invalid="ignore", over="ignore"):  # excluded non-finite entries
+        x = np.multiply(s, np.negative(scale), out=work, dtype=np.float64)
+        x += offset
+        if clip:
+            np.clip(x, 0.0, _KEY_MAX, out=x)
+        # < 2**31: the signed cast is the fast one
+        if out is None:
+            out = x.astype(np.int32).view(np.uint32)
+        else:
+            np.copyto(out.view(np.int32), x, casting="unsafe")
+    out <<= np.uint32(1)
+    return out
+
+
 def _shares_key_with_relevant(k: np.ndarray) -> np.ndarray:
     """For a sorted key row: adjacent pairs equal in all 31 rank bits, at
     least one relevant, neither excluded (the exact path must decide)."""
@@ -324,67 +346,66 @@ def _shares_key_with_relevant(k: np.ndarray) -> np.ndarray:
     return ((a ^ b) <= 1) & (((a | b) & np.uint32(1)) == 1) & (b != _SENTINEL)
 
 
-def _ap_rows(s: np.ndarray, r: np.ndarray, valid: np.ndarray | None = None,
-             skip: np.ndarray | None = None, bounds: tuple | None = None) -> np.ndarray:
-    """AP per row; ``r`` already excludes invalid items.
+class _Scratch(threading.local):
+    """Work arrays of one thread, reused from one chunk to the next: fresh
+    ones each time cost page faults (system time), most of all with two
+    threads. Made per call, so nothing outlives it."""
 
-    ``skip`` (q,) is a cheaper ``valid``: one excluded column per row (the
-    query itself). ``bounds`` = (lo, hi) per row, known to enclose every
-    score of the row, saves two passes.
-    """
+    def get(self, name: str, shape: tuple, dtype: Any) -> np.ndarray:
+        size = int(np.prod(shape))
+        buf = self.__dict__.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = self.__dict__[name] = np.empty(size, dtype)
+        return buf[:size].reshape(shape)
+
+
+def _ap_sorted_keys(k: np.ndarray, scratch: _Scratch | None = None) -> tuple:
+    """AP per row from rank keys with relevance bits (excluded items hold
+    ``_SENTINEL``); sorts ``k`` in place. Returns the APs and the rows whose
+    keys cannot decide (a relevant item shares its key), which the caller
+    recomputes with :func:`_ap_exact_rows`."""
+    q, n = k.shape
+    scratch = scratch or _Scratch()
+    k.sort(axis=1)
+    # rows where some adjacent keys agree in all 31 rank bits (cheap screen) ...
+    diff = np.bitwise_xor(k[:, 1:], k[:, :-1], out=scratch.get("diff", (q, n - 1), np.uint32))
+    suspect = np.flatnonzero(diff.min(axis=1, initial=2) <= 1)
+    exact = [i for i in suspect  # ... need the exact path if a relevant item is in such a group
+             if np.any(_shares_key_with_relevant(k[i]))]
+    rel = np.bitwise_and(k, np.uint32(1), out=scratch.get("rel", (q, n), np.uint32))
+    cum = np.cumsum(rel, axis=1, dtype=np.int32, out=scratch.get("cum", (q, n), np.int32))  # TP count at each rank
+    nrel = cum[:, -1].copy()
+    cum *= rel.view(np.int32)
+    sums = cum @ (1.0 / np.arange(1, n + 1, dtype=np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ap = np.where(nrel > 0, sums / np.maximum(nrel, 1), np.nan)
+    return ap, exact
+
+
+def _ap_rows(s: np.ndarray, r: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """AP per row; ``r`` already excludes invalid items."""
     q, n = s.shape
     if n == 0:
         return np.full(q, np.nan)
-    if bounds is not None:
-        lo, hi = bounds
-    else:
-        lo, hi = s.min(axis=1), s.max(axis=1)
-        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-            # non-finite scores are allowed only where they are excluded
-            if valid is None and skip is not None:
-                valid = np.ones(s.shape, bool)
-                valid[np.arange(q), skip] = False
-            if valid is None or not np.isfinite(s[valid]).all():
-                raise ValueError("scores must be finite")
-            lo = np.where(valid, s, np.inf).min(axis=1)
-            hi = np.where(valid, s, -np.inf).max(axis=1)
-            lo, hi = np.where(np.isfinite(lo), lo, 0.0), np.where(np.isfinite(hi), hi, 0.0)
+    lo, hi = s.min(axis=1), s.max(axis=1)
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        # non-finite scores are allowed only where they are excluded
+        if valid is None or not np.isfinite(s[valid]).all():
+            raise ValueError("scores must be finite")
+        lo = np.where(valid, s, np.inf).min(axis=1)
+        hi = np.where(valid, s, -np.inf).max(axis=1)
+        lo, hi = np.where(np.isfinite(lo), lo, 0.0), np.where(np.isfinite(hi), hi, 0.0)
     span = np.subtract(hi, lo, dtype=np.float64)
     scale = np.divide(_KEY_MAX, span, out=np.zeros(q), where=span > 0)
-    # key = (hi - s) * scale, as s * (-scale) + hi * scale: 0 for the best
-    # score; every step is monotone, so a higher score never gets a larger
-    # key, and keys stay within [0, _KEY_MAX] for scores within the bounds
-    with np.errstate(invalid="ignore", over="ignore"):  # excluded non-finite entries
-        x = np.multiply(s, -scale[:, None], dtype=np.float64)
-        x += (hi * scale)[:, None]
-        if bounds is not None:  # clipping is monotone too: a wrong bound costs speed, not exactness
-            np.clip(x, 0.0, _KEY_MAX, out=x)
-        k = x.astype(np.int32).view(np.uint32)  # < 2**31: the signed cast is the fast one
-    del x
-    k <<= np.uint32(1)
+    k = _rank_keys(s, scale[:, None], (hi * scale)[:, None], clip=False)
     k |= r.view(np.uint8)
     if valid is not None:
         k[~valid] = _SENTINEL
-    if skip is not None:
-        k[np.arange(q), skip] = _SENTINEL
-    k.sort(axis=1)
-    # rows where some adjacent keys agree in all 31 rank bits (cheap screen) ...
-    suspect = np.flatnonzero(((k[:, 1:] ^ k[:, :-1]) <= 1).any(axis=1))
-    exact = [i for i in suspect  # ... need the exact path if a relevant item is in such a group
-             if np.any(_shares_key_with_relevant(k[i]))]
-    rel = k & np.uint32(1)
-    cum = np.cumsum(rel, axis=1, dtype=np.int32)  # TP count at each rank
-    nrel = cum[:, -1].copy()
-    cum *= rel.view(np.int32)
-    sums = cum.astype(np.float64) @ (1.0 / np.arange(1, n + 1, dtype=np.float64))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ap = np.where(nrel > 0, sums / np.maximum(nrel, 1), np.nan)
+    ap, exact = _ap_sorted_keys(k)
     if exact:
         sub = np.array(s[exact], dtype=s.dtype)
         if valid is not None:
             sub[~valid[exact]] = -np.inf
-        if skip is not None:
-            sub[np.arange(len(exact)), skip[exact]] = -np.inf
         ap[exact] = _ap_exact_rows(sub, r[exact])
     return ap
 
@@ -395,46 +416,70 @@ def _default_jobs(n_jobs: int | None) -> int:
     return max(1, int(n_jobs))
 
 
-def _one_blas_thread() -> Any:
-    """Limit BLAS to one thread while our own threads each run a product.
-
-    BLAS threads would only compete with ours; OpenBLAS's, which spin while
-    idle, made two threads slower than one on a 2-core machine. The limit
-    is process-wide while it lasts (threadpoolctl, a scikit-learn
-    dependency); without threadpoolctl this returns None and the caller
-    stays on one thread.
+@contextlib.contextmanager
+def _threads(jobs: int) -> Iterator[Callable]:
+    """Yields ``run(fn, items)``, which calls ``fn`` on every item, on
+    ``jobs`` threads, each running its own products with BLAS held at one
+    thread: BLAS threads would only compete with ours (OpenBLAS's, which
+    spin while idle, made two threads slower than one on a 2-core machine).
+    The BLAS limit is process-wide while it lasts and restored on exit
+    (threadpoolctl, a scikit-learn dependency); without threadpoolctl, or
+    with ``jobs`` = 1, everything runs on the calling thread.
     """
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover
-        return None
-    return threadpool_limits(1, user_api="blas")  # a context manager, restoring on exit
+        jobs = 1
+    if jobs == 1:
+        yield lambda fn, items: [fn(item) for item in items]
+        return
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(jobs) as ex:
+        yield lambda fn, items: list(ex.map(fn, items))
 
 
-# The whole Gram matrix is made at once (half the multiply-adds) up to GRAM_BYTES, for
-# features of GRAM_MIN_DIM dimensions or more; below that, its memory traffic costs more than
-# the saved multiply-adds (5,000 items on 2 cores: 0.18 vs 0.14 s at 128-d, 0.30 vs 0.40 s at 512-d).
-GRAM_BYTES = 512 * 2**20
-GRAM_MIN_DIM = 256
+def _score_bound(f: np.ndarray) -> float:
+    """A bound on every |<f_i, f_j>|: Cauchy-Schwarz gives max_i |f_i|^2,
+    widened by the rounding error of a d-term dot product (Higham's
+    gamma_d, twice over)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", f, f, dtype=np.float64))
+    widen = 1.0 + 2.0 * (f.shape[1] + 2) * float(np.finfo(f.dtype).eps)
+    bound = float(norms.max(initial=0.0)) ** 2 * widen
+    if not np.isfinite(bound):
+        raise ValueError("features too large: their inner products overflow")
+    # all-zero (or subnormal) features: any bound will do, as every key ties
+    # and the exact path decides
+    return bound if bound > 1e-290 else 1.0
 
 
-def _gram_upper(f: np.ndarray) -> np.ndarray:
-    """F F^T by BLAS syrk: only the upper triangle is computed (half a GEMM's
-    multiply-adds) and filled in; Fortran order, as BLAS returns it."""
-    from scipy.linalg import blas
+# The n x n matrix of rank keys (4 bytes a pair) is built whole up to KEYS_BYTES (512 MiB:
+# n <= 11,585), one product of two blocks of at most BLOCK rows at a time, above the diagonal
+# only: the Gram matrix is symmetric and so, with one scale for all rows, are its keys, so each
+# block serves its rows and, transposed, its columns (half the multiply-adds of a full
+# product). Beyond that size, each chunk of queries gets a product of its own.
+KEYS_BYTES = 512 * 2**20
+BLOCK = 384
 
-    syrk = blas.dsyrk if f.dtype == np.float64 else blas.ssyrk
-    return syrk(1.0, f)
 
+def _pair_keys(f: np.ndarray, y: np.ndarray, scale: float, offset: float, run: Callable,
+               scratch: _Scratch) -> np.ndarray:
+    """Rank keys with relevance bits of every pair (i, j), from blocks above
+    the diagonal, mirrored (the diagonal is left to the caller)."""
+    n = f.shape[0]
+    keys = np.empty((n, n), np.uint32)
+    nb = -(-n // BLOCK)
+    edges = [n * i // nb for i in range(nb + 1)]  # nb blocks of (nearly) equal size
 
-def _gram_rows(g: np.ndarray, a: int, b: int) -> np.ndarray:
-    """Rows a..b of the symmetric matrix whose upper triangle ``g`` holds."""
-    s = np.empty((b - a, g.shape[0]), dtype=g.dtype)
-    s[:, :a] = g[:a, a:b].T      # left of the diagonal block: mirrored columns
-    s[:, b:] = g[a:b, b:]        # right of it: stored as is
-    blk = g[a:b, a:b]
-    s[:, a:b] = np.triu(blk) + np.triu(blk, 1).T
-    return s
+    def fill(block: tuple) -> None:
+        a, b, c, d = block  # rows a..b against rows c..d
+        shape = (b - a, d - c)
+        g = np.matmul(f[a:b], f[c:d].T, out=scratch.get("gram", shape, f.dtype))
+        kb = _rank_keys(g, scale, offset, clip=True, out=keys[a:b, c:d], work=scratch.get("x", shape, np.float64))
+        kb |= np.equal(y[a:b, None], y[None, c:d], out=scratch.get("same", shape, bool)).view(np.uint8)
+        if a != c:
+            keys[c:d, a:b] = kb.T
+
+    run(fill, [(edges[i], edges[i + 1], edges[j], edges[j + 1]) for i in range(nb) for j in range(i, nb)])
+    return keys
 
 
 def average_precisions_all_vs_all(
@@ -449,14 +494,19 @@ def average_precisions_all_vs_all(
     for cosine / Euclidean ranking), computed in the features' precision:
     float32 features (as a torch model's neural codes are) give float32
     scores, anything else float64. An item is relevant iff it has the
-    query's label; the query itself is excluded. For features of 256 or more
-    dimensions the Gram matrix is made at once by BLAS syrk (its upper
-    triangle: half the work of a matrix product) when it fits in
-    ``GRAM_BYTES`` (512 MiB: n <= 8,192 in float64); otherwise each chunk
-    gets its own product. Rows are ranked in chunks of
-    ``chunk_size`` queries (memory ~ ``chunk_size * n * 8 * 3`` bytes per
-    thread) on ``n_jobs`` threads (default ``min(4, cpu_count)``). Returns
-    (n,) float64 (``nan`` for a query whose class has no other member).
+    query's label; the query itself is excluded. Every score is mapped to a
+    31-bit fixed-point rank key over one range for all rows (the
+    Cauchy-Schwarz bound); as the scores of a pair (i, j) and (j, i) are
+    the same, the keys are made from the upper triangle of the Gram matrix,
+    block by block (half the multiply-adds), and mirrored, as long as the
+    n x n keys fit in ``KEYS_BYTES`` (512 MiB: n <= 11,585); otherwise each
+    chunk gets its own product. Rows are then ranked in chunks of
+    ``chunk_size`` queries on ``n_jobs`` threads (default
+    ``min(4, cpu_count)``), as in :func:`average_precision_rows` (so the
+    result equals sklearn's on these scores). Memory: 4 n^2 bytes for the
+    keys (100 MB for 5,000 items) plus ~``chunk_size * n * 32`` bytes per
+    thread. Returns (n,) float64 (``nan`` for a query whose class has no
+    other member).
     """
     f = to_numpy(features, None)
     f = np.ascontiguousarray(f if f.dtype in (np.float32, np.float64) else f.astype(np.float64))
@@ -466,34 +516,39 @@ def average_precisions_all_vs_all(
         raise ValueError("features and labels disagree in length")
     if f.ndim != 2 or not np.isfinite(f).all():
         raise ValueError("features must be a finite (n, d) array")
-    # Cauchy-Schwarz: |<f_i, f_j>| <= |f_i| max_j |f_j|, widened by the
-    # rounding error of a d-term dot product (Higham's gamma_d, twice over)
-    norms = np.sqrt(np.einsum("ij,ij->i", f, f, dtype=np.float64))
-    widen = 1.0 + 2.0 * (f.shape[1] + 2) * float(np.finfo(f.dtype).eps)
-    hi_all = norms * norms.max() * widen + np.finfo(np.float64).tiny
-    if not np.isfinite(hi_all).all():
-        raise ValueError("features too large: their inner products overflow")
+    if n == 0:
+        return np.empty(0)
+    bound = _score_bound(f)
+    scale = _KEY_MAX / (2.0 * bound)  # keys span [-bound, bound]
+    offset = bound * scale
     out = np.empty(n)
-    gram = _gram_upper(f) if f.shape[1] >= GRAM_MIN_DIM and n * n * f.itemsize <= GRAM_BYTES else None
+    keys = None
+    scratch = _Scratch()
 
-    def work(start: int) -> None:
+    def rank(start: int) -> np.ndarray:
         stop = min(n, start + chunk_size)
-        s = f[start:stop] @ f.T if gram is None else _gram_rows(gram, start, stop)
-        rel = y[start:stop, None] == y[None, :]
-        idx = np.arange(start, stop)
-        rel[idx - start, idx] = False
-        hi = hi_all[start:stop]
-        out[start:stop] = _ap_rows(s, rel, skip=idx, bounds=(-hi, hi))
+        if keys is None:
+            k = _rank_keys(f[start:stop] @ f.T, scale, offset, clip=True)
+            k |= (y[start:stop, None] == y[None, :]).view(np.uint8)
+        else:
+            k = keys[start:stop]  # this thread's rows alone: ranked (sorted) in place
+        k[np.arange(stop - start), np.arange(start, stop)] = _SENTINEL
+        ap, exact = _ap_sorted_keys(k, scratch)
+        out[start:stop] = ap
+        return start + np.asarray(exact, dtype=np.intp)
 
-    starts = range(0, n, chunk_size)
-    jobs = _default_jobs(n_jobs)
-    limit = _one_blas_thread() if jobs > 1 else None
-    if limit is None:
-        for st in starts:
-            work(st)
-    else:
-        with limit, ThreadPoolExecutor(jobs) as ex:
-            list(ex.map(work, starts))
+    def rank_exact(rows: np.ndarray) -> None:
+        s = f[rows] @ f.T  # rows gathered from all chunks: one pass over f for many rows
+        s[np.arange(len(rows)), rows] = -np.inf
+        rel = y[rows, None] == y[None, :]
+        rel[np.arange(len(rows)), rows] = False
+        out[rows] = _ap_exact_rows(s, rel)
+
+    with _threads(_default_jobs(n_jobs)) as run:
+        if n * n * 4 <= KEYS_BYTES:
+            keys = _pair_keys(f, y, scale, offset, run, scratch)
+        exact = np.concatenate(run(rank, range(0, n, chunk_size)))
+        run(rank_exact, [exact[i:i + chunk_size] for i in range(0, len(exact), chunk_size)])
     return out
 
 

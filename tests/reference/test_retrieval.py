@@ -141,18 +141,27 @@ def test_ap_rows_near_ties_and_exact_ties_match_sklearn(rng):
     assert np.allclose(R.average_precision_rows(s, rel, valid), _sklearn_rows(s, rel, valid), atol=1e-12)
 
 
-def test_ap_rows_with_too_narrow_bounds_is_still_exact(rng):
-    # the all-vs-all path passes precomputed score bounds; a wrong bound may
-    # merge keys (slower), never reorder them
-    q, n = 20, 500
-    s = rng.standard_normal((q, n))
-    rel = rng.random((q, n)) < 0.3
-    skip = rng.integers(0, n, q)
-    valid = np.ones((q, n), bool)
-    valid[np.arange(q), skip] = False
-    hi = 0.9 * np.abs(s).max(axis=1)  # the top and bottom 10% of the range fall outside
-    ap = R._ap_rows(s, rel & valid, skip=skip, bounds=(-hi, hi))
-    assert np.allclose(ap, _sklearn_rows(s, rel, valid), atol=1e-12)
+@pytest.mark.parametrize("keys_bytes", [None, 0], ids=["pair-keys", "product-per-chunk"])
+def test_all_vs_all_with_too_narrow_bound_is_still_exact(rng, monkeypatch, keys_bytes):
+    # the keys span [-bound, bound]; a wrong bound may merge keys (slower),
+    # never reorder them: scores outside it are clipped to the end keys
+    if keys_bytes is not None:
+        monkeypatch.setattr(R, "KEYS_BYTES", keys_bytes)
+    true_bound = R._score_bound
+    monkeypatch.setattr(R, "_score_bound", lambda f: 0.2 * true_bound(f))
+    # class 0 long vectors along +e1, class 1 short ones along -e1: a class-1
+    # query sees its own class inside the bound and class 0 far below it
+    n = 200
+    labels = np.repeat([0, 1], n // 2)
+    f = rng.standard_normal((n, 6)) * 0.05
+    f[:, 0] += np.where(labels == 0, 3.0, -1.0)
+    s = f @ f.T
+    narrow = 0.2 * true_bound(f)
+    valid = ~np.eye(n, dtype=bool)
+    assert (s[labels == 1][:, labels == 0] < -narrow).all()
+    assert (s[valid & (labels == 1)[:, None] & (labels == 1)[None, :]] < narrow).all()
+    ref = _sklearn_rows(s, labels[:, None] == labels[None, :], valid)
+    assert np.allclose(R.average_precisions_all_vs_all(f, labels, chunk_size=64, n_jobs=2), ref, atol=1e-12)
 
 
 def test_all_vs_all_float32_keeps_its_precision_and_ties(rng):
@@ -182,9 +191,11 @@ def test_threads_leave_blas_thread_count_as_it_was(rng):
         assert set(blas_threads()) == {2}
 
 
-@pytest.mark.parametrize("gram_min_dim", [0, 10**6], ids=["syrk-gram", "product-per-chunk"])
-def test_all_vs_all_both_score_paths_match_sklearn(rng, monkeypatch, gram_min_dim):
-    monkeypatch.setattr(R, "GRAM_MIN_DIM", gram_min_dim)
+@pytest.mark.parametrize("keys_bytes", [None, 0], ids=["pair-keys", "product-per-chunk"])
+def test_all_vs_all_both_key_paths_match_sklearn(rng, monkeypatch, keys_bytes):
+    if keys_bytes is not None:
+        monkeypatch.setattr(R, "KEYS_BYTES", keys_bytes)
+    monkeypatch.setattr(R, "BLOCK", 50)  # 6 blocks of 42-43 rows: edges inside chunks
     n = 257
     labels = rng.integers(0, 4, n)
     f = R.l2_normalize(rng.standard_normal((n, 12)) + rng.standard_normal((4, 12))[labels])
@@ -192,9 +203,31 @@ def test_all_vs_all_both_score_paths_match_sklearn(rng, monkeypatch, gram_min_di
     valid = ~np.eye(n, dtype=bool)
     ref = _sklearn_rows(s, labels[:, None] == labels[None, :], valid)
     assert np.allclose(R.average_precisions_all_vs_all(f, labels, chunk_size=40, n_jobs=2), ref, atol=1e-12)
-    # the mirrored Gram rows are the product's rows, diagonal block included
-    g = R._gram_upper(f)
-    assert np.allclose(R._gram_rows(g, 40, 80), s[40:80], atol=1e-12)
+
+
+def test_pair_keys_are_the_rank_keys_of_every_score_mirrored(rng, monkeypatch):
+    monkeypatch.setattr(R, "BLOCK", 30)
+    n = 100
+    labels = rng.integers(0, 3, n)
+    f = rng.standard_normal((n, 5))
+    bound = R._score_bound(f)
+    scale = R._KEY_MAX / (2 * bound)
+    with R._threads(2) as run:
+        keys = R._pair_keys(f, labels, scale, bound * scale, run, R._Scratch())
+    assert np.array_equal(keys, keys.T)  # each block serves its rows and, mirrored, its columns
+    assert np.array_equal(keys & 1, labels[:, None] == labels[None, :])
+    direct = R._rank_keys(f @ f.T, scale, bound * scale, clip=True).astype(np.int64)
+    # the same key up to the rounding of a differently blocked product (one key step = 2)
+    assert np.abs((keys.astype(np.int64) & ~1) - direct).max() <= 2
+
+
+def test_all_vs_all_zero_features_tie_everything():
+    # no usable score bound: every key ties and the exact path ranks all rows
+    labels = np.repeat([0, 1, 2], 10)
+    ap = R.average_precisions_all_vs_all(np.zeros((30, 4)), labels)
+    assert np.allclose(ap, average_precision_score(np.r_[np.ones(9), np.zeros(20)], np.zeros(29)))
+    assert np.allclose(ap, 9 / 29)
+    assert R.average_precisions_all_vs_all(np.zeros((0, 4)), []).shape == (0,)
 
 
 def test_map_query_without_relevant_items_is_left_out():
