@@ -57,10 +57,8 @@ def sklearn_map_loop(f, labels, queries):
 def upper_product_only(f):
     """The upper-triangle block products that the reference makes, and nothing
     else: a floor for any exact all-vs-all ranking on this machine."""
-    n, b = f.shape[0], retrieval.BLOCK
     with retrieval._threads(retrieval._default_jobs(None)) as run:
-        run(lambda ab: f[ab[0]:ab[0] + b] @ f[ab[1]:ab[1] + b].T,
-            [(i, j) for i in range(0, n, b) for j in range(i, n, b)])
+        run(lambda blk: f[blk[0]:blk[1]] @ f[blk[2]:blk[3]].T, retrieval._upper_blocks(f.shape[0]))
 
 
 def bench_map(dim, dtype, quick, rng, block=250, group=4):

@@ -460,14 +460,20 @@ KEYS_BYTES = 512 * 2**20
 BLOCK = 384
 
 
+def _upper_blocks(n: int) -> list:
+    """(a, b, c, d) for every pair of row blocks a..b, c..d on or above the
+    diagonal; the blocks are of (nearly) equal size, at most BLOCK rows."""
+    nb = -(-n // BLOCK)
+    edges = [n * i // nb for i in range(nb + 1)]
+    return [(edges[i], edges[i + 1], edges[j], edges[j + 1]) for i in range(nb) for j in range(i, nb)]
+
+
 def _pair_keys(f: np.ndarray, y: np.ndarray, scale: float, offset: float, run: Callable,
                scratch: _Scratch) -> np.ndarray:
     """Rank keys with relevance bits of every pair (i, j), from blocks above
     the diagonal, mirrored (the diagonal is left to the caller)."""
     n = f.shape[0]
     keys = np.empty((n, n), np.uint32)
-    nb = -(-n // BLOCK)
-    edges = [n * i // nb for i in range(nb + 1)]  # nb blocks of (nearly) equal size
 
     def fill(block: tuple) -> None:
         a, b, c, d = block  # rows a..b against rows c..d
@@ -478,7 +484,7 @@ def _pair_keys(f: np.ndarray, y: np.ndarray, scale: float, offset: float, run: C
         if a != c:
             keys[c:d, a:b] = kb.T
 
-    run(fill, [(edges[i], edges[i + 1], edges[j], edges[j + 1]) for i in range(nb) for j in range(i, nb)])
+    run(fill, _upper_blocks(n))
     return keys
 
 
