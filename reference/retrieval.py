@@ -296,11 +296,10 @@ def average_precision_rows(scores: Any, relevant: Any, valid: Any = None) -> np.
     fixed-point keys spanning the row's range, and the relevance bit is
     appended, so one sort of 32-bit integers per row yields the ranking and
     the relevance together (half the memory of 64-bit keys, and a faster
-    sort). The map never
-    reverses two scores, but it may merge close ones; a row where a relevant
-    item shares its key with another item (a merge, or a true tie) is
-    recomputed with the exact tie-aware path, so the result always equals
-    sklearn's.
+    sort). The map never reverses two scores, but it may merge close ones;
+    a row where a relevant item shares its key with another item (a merge,
+    or a true tie) is recomputed with the exact tie-aware path, so the
+    result always equals sklearn's.
     """
     s = to_numpy(scores, None)
     if s.dtype.kind != "f":
@@ -347,9 +346,9 @@ def _shares_key_with_relevant(k: np.ndarray) -> np.ndarray:
 
 
 class _Scratch(threading.local):
-    """Work arrays of one thread, reused from one chunk to the next: fresh
-    ones each time cost page faults (system time), most of all with two
-    threads. Made per call, so nothing outlives it."""
+    """Work arrays of one thread, reused from one chunk to the next rather
+    than allocated (and page-faulted) anew. Made per call, so nothing
+    outlives it."""
 
     def get(self, name: str, shape: tuple, dtype: Any) -> np.ndarray:
         size = int(np.prod(shape))
