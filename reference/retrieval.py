@@ -372,9 +372,10 @@ def _ap_sorted_keys(k: np.ndarray, scratch: _Scratch | None = None) -> tuple:
     exact = [i for i in suspect  # ... need the exact path if a relevant item is in such a group
              if np.any(_shares_key_with_relevant(k[i]))]
     rel = np.bitwise_and(k, np.uint32(1), out=scratch.get("rel", (q, n), np.uint32))
-    cum = np.cumsum(rel, axis=1, dtype=np.int32, out=scratch.get("cum", (q, n), np.int32))  # TP count at each rank
+    rel = rel.view(np.int32)  # 0 or 1: accumulating int32 into int32 needs no cast
+    cum = np.cumsum(rel, axis=1, out=scratch.get("cum", (q, n), np.int32))  # TP count at each rank
     nrel = cum[:, -1].copy()
-    cum *= rel.view(np.int32)
+    cum *= rel
     sums = cum @ (1.0 / np.arange(1, n + 1, dtype=np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
         ap = np.where(nrel > 0, sums / np.maximum(nrel, 1), np.nan)
