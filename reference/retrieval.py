@@ -528,7 +528,7 @@ def average_precisions_all_vs_all(
     scale = _KEY_MAX / (2.0 * bound)  # keys span [-bound, bound]
     offset = bound * scale
     out = np.empty(n)
-    keys = None
+    keys = None  # the pair keys, when they fit: built below before any chunk is ranked
     scratch = _Scratch()
 
     def rank(start: int) -> np.ndarray:
