@@ -6,14 +6,16 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv docker demo test test-fast bench templates clean
+.PHONY: venv docker browser demo test test-fast bench templates clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The venv is also where the process sandbox's kernels run: it gets the grading image's
+# package list (scripts/image/requirements*.txt), so `gradekit check` and grading agree.
+$(STAMP): pyproject.toml scripts/image/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -r scripts/image/requirements.txt
 	touch $(STAMP)
 
 # The light grading image (no torch) serves the tests and the example assignment; the full
@@ -24,10 +26,15 @@ docker:
 
 demo: venv
 	@bash scripts/ensure-docker.sh --light || echo "make demo: no Docker engine; grading with the process sandbox"
-	$(VENV)/bin/gradekit grade assignments/example/submissions --assignment example --out demo-out --workers 2
-	@echo; echo "Open demo-out/<submission>/feedback.html, or read demo-out/gradebook.csv"
+	$(VENV)/bin/gradekit grade assignments/example/submissions --assignment example --out demo-out --workers 2 --quiet; \
+	  rc=$$?; echo; echo "Open the feedback page of a submission: $$(ls -d $(CURDIR)/demo-out/*/feedback.html | head -1)"; \
+	  echo "(one per submitter under demo-out/; the class's scores are in demo-out/gradebook.csv)"; exit $$rc
 
-test: venv docker
+# The HTML feedback tests open the page in Debian's headless Chromium.
+browser:
+	bash scripts/ensure-chromium.sh
+
+test: venv docker browser
 	$(PY) -m pytest -q tests
 
 test-fast: venv

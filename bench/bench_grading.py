@@ -1,6 +1,6 @@
 """Grading throughput and per-submission overhead, in one run, on the same submissions.
 
-    .venv/bin/python bench/bench_grading.py [--trivial 20] [--torch 10] [--modes ...] [--skip-otter]
+    .venv/bin/python bench/bench_grading.py [--trivial 20] [--torch 10] [--modes ...] [--workers 1 2] [--json FILE]
 
 Submissions: ``--trivial`` notebooks that use numpy only (the example assignment's answers)
 and ``--torch`` notebooks that import torch and train a tiny model. Each set is graded
@@ -19,6 +19,10 @@ ratios the targets name:
 
 * docker − nbclient ≤ 1.0 s per trivial submission (median, sequential);
 * docker with 2 workers ≥ 3× the submissions per minute of ``otter run`` with 2 workers.
+
+The gradekit modes call :func:`gradekit.run.batch.grade_batch` in-process (what ``gradekit
+grade`` runs), with ``BatchOptions(backend=BackendChoice(...))``; each submission's completion
+is stamped by ``BatchOptions.on_done``.
 
 This is a benchmark, not a test: it asserts nothing and exits 0; read the table.
 """
@@ -83,7 +87,7 @@ defines = ["initial_loss", "final_loss"]
 """
 
 TORCH_GRADER = '''\
-from gradekit.grader import question
+from gradekit.grading import question
 
 
 @question("q1", points=1)
@@ -117,7 +121,7 @@ def make_submissions(n_trivial: int, n_torch: int) -> dict[str, Path]:
     """Folders of distinct notebooks (distinct content hashes: no de-duplication)."""
     from gradekit.spec import load
     sets = {}
-    master = nbformat.read(str(load("example").master_path), as_version=4)
+    master = nbformat.read(str(load("example", ROOT).master_path), as_version=4)
     trivial = CACHE / "submissions" / "trivial"
     shutil.rmtree(trivial, ignore_errors=True)
     trivial.mkdir(parents=True)
@@ -139,10 +143,11 @@ def make_submissions(n_trivial: int, n_torch: int) -> dict[str, Path]:
 
 
 def bench_project() -> Path:
-    """A project root with the example assignment and a torch one (graders included)."""
+    """A course root with the example assignment and a torch one (graders included)."""
     proj = CACHE / "project"
     shutil.rmtree(proj, ignore_errors=True)
     (proj / "assignments").mkdir(parents=True)
+    (proj / "gradekit.toml").write_text('title = "bench"\n')
     (proj / "graders").mkdir()
     shutil.copytree(ROOT / "assignments" / "example", proj / "assignments" / "example",
                     ignore=shutil.ignore_patterns("submissions"))
@@ -173,32 +178,33 @@ def _nbclient_one(path: str) -> float:
     return time.monotonic() - t
 
 
+def backend_choice(sandbox: str, torch: bool):
+    """The BackendChoice ``gradekit grade --sandbox SANDBOX`` makes for an assignment."""
+    from gradekit.model import BackendChoice
+    return BackendChoice(sandbox, {"torch": torch} if sandbox == "docker" else {})
+
+
 def run_gradekit(folder: Path, assignment_id: str, project: Path, sandbox: str, workers: int,
-                 out: Path) -> tuple[list[float], float, list[dict]]:
-    """`gradekit grade` in-process; per-submission times from successive completions."""
-    from gradekit import batch
-    from gradekit.batch import BatchOptions, grade_batch
+                 out: Path) -> tuple[list[float], float, list]:
+    """`gradekit grade` in-process; per-submission times from successive completions
+    (stamped by ``BatchOptions.on_done``). Returns gradekit.model.Report objects."""
+    from gradekit.run.batch import BatchOptions, grade_batch
     from gradekit.spec import load
     assignment = load(assignment_id, project)
     stamps: list[float] = []
-    original = batch.Progress.update
 
-    def update(self, *a, **k):
+    def on_done(report) -> None:   # called from the batch's threads as each submission ends
         stamps.append(time.monotonic())
-        return original(self, *a, **k)
 
-    batch.Progress.update = update
+    options = BatchOptions(backend=backend_choice(sandbox, assignment.torch), workers=workers,
+                           progress=False, on_done=on_done)
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.monotonic()
-    try:
-        results = grade_batch([folder], assignment, out,
-                              BatchOptions(sandbox=sandbox, workers=workers, progress=False))
-    finally:
-        batch.Progress.update = original
+    results = grade_batch([folder], assignment, out, options)
     wall = time.monotonic() - t0
     stamps.sort()
     times = [b - a for a, b in zip([t0] + stamps[:-1], stamps)] if workers == 1 else \
-        [r["timing"].get("total", float("nan")) for r in results]
+        [r.timing.get("total", float("nan")) for r in results]
     return times, wall, results
 
 
@@ -280,11 +286,11 @@ def main(argv=None) -> int:
     assignment_of = {"trivial": "example", "torch": "bench-torch"}
     modes = list(a.modes)
     if "docker" in modes:
-        from gradekit.sandbox.docker import DockerSandbox
+        from gradekit.sandbox import registry
         from gradekit.sandbox.base import SandboxUnavailable
         try:
             for torch in (False, True):
-                DockerSandbox(torch=torch).check()   # builds a missing image before timing
+                registry.make(backend_choice("docker", torch)).check()   # builds a missing image before timing
         except SandboxUnavailable as e:
             print(f"bench: skipping docker: {e}")
             modes.remove("docker")
@@ -307,16 +313,17 @@ def main(argv=None) -> int:
                 elif mode in ("process", "docker"):
                     times, wall, results = run_gradekit(folder, assignment_of[kind], project, mode, workers,
                                                         CACHE / "out" / f"{kind}-{mode}-{workers}")
-                    scores = [r["score"] for r in results]
-                    bad = [r["status"] for r in results if r["status"] != "graded"]
+                    scores = [r.score for r in results]
+                    bad = [r for r in results if r.status != "graded"]
                     if bad:
-                        print(f"bench:   {len(bad)} not graded: {bad[:3]}")
+                        print(f"bench:   {len(bad)} not graded: {[r.status for r in bad[:3]]} "
+                              f"({(bad[0].reason or '')[:300]})")
                 else:
                     times, wall, scores = run_otter(paths, autograders[kind], workers)
                 parts = {}
                 if mode in ("process", "docker"):
                     for key in ("execute", "grade", "total"):
-                        vals = [r["timing"][key] for r in results if key in r.get("timing", {})]
+                        vals = [r.timing[key] for r in results if key in r.timing]
                         parts[key] = statistics.median(vals) if vals else float("nan")
                 row = {"set": kind, "mode": mode, "workers": workers, "n": len(paths), "parts": parts,
                        "median_s": statistics.median(times), "wall_s": wall,

@@ -1,7 +1,15 @@
-"""The ``gradekit`` command: assign, grade, check, gradescope, image."""
+"""The ``gradekit`` command: grade, check, assign, gradescope, init, image.
+
+Exit codes: 0 when the command did its job (grading ran, whatever the scores); 1 when a
+check found problems (``check``: a public test failed; ``assign``: the graders are not
+proven right); 2 for a usage or setup error (no such assignment, no sandbox); 3 when
+grading ran but the graders are broken (a grader crashed, or its points disagree with the
+spec: staff must fix the graders); 130 when interrupted.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -9,48 +17,82 @@ from pathlib import Path
 
 from . import __version__
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GRADERS_BROKEN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
 
 def _say(msg: str) -> None:
     print(f"gradekit: {msg}", file=sys.stderr)
 
 
+def _course(args):
+    from .course import find
+    course = find(getattr(args, "course", None))
+    _say(f"using {course.describe()}")
+    return course
+
+
 def _limits_from(args, base):
-    return base.replace(memory_mb=args.memory, total_timeout=args.timeout, cell_timeout=args.cell_timeout,
-                        cpus=args.cpus, pids=args.pids)
+    from .model import Limits
+    return base.replace(**{f.name: getattr(args, f.name, None) for f in dataclasses.fields(Limits)})
 
 
-def choose_sandbox(name: str, assignment=None) -> str:
-    """``auto`` means docker when an engine answers and its image is ready, else process."""
-    from .sandbox import SandboxUnavailable, get_sandbox
+def choose_sandbox(name: str, assignment=None):
+    """The backend to grade with: ``auto`` means docker when an engine answers and its image
+    is ready, else process. Returns a :class:`~gradekit.model.BackendChoice`."""
+    from .model import BackendChoice
+    from .sandbox import SandboxUnavailable, registry
+    from .sandbox.environment import differences, kernel_pins
     torch = assignment.torch if assignment is not None else True
-    if name != "auto":
-        sandbox = get_sandbox(name, torch=torch)
-        sandbox.check()
-        if getattr(sandbox, "warning", None):
-            _say(f"warning: {sandbox.warning}")
-        return name
-    try:
-        get_sandbox("docker", torch=torch).check()
-        return "docker"
-    except (SandboxUnavailable, ImportError, ValueError) as exc:
-        _say(f"warning: using the process sandbox, because the Docker sandbox is unavailable: {exc}")
-        return choose_sandbox("process", assignment)
+    options = {"torch": torch} if name == "docker" else {}
+    if name == "auto":
+        try:
+            registry.make("docker", torch=torch).check()
+            return BackendChoice("docker", {"torch": torch})
+        except (SandboxUnavailable, ImportError, ValueError) as exc:
+            _say(f"warning: using the process sandbox, because the Docker sandbox is unavailable: {exc}")
+            return choose_sandbox("process", assignment)
+    sandbox = registry.make(name, **options)
+    sandbox.check()
+    if sandbox.warning:
+        _say(f"warning: {sandbox.warning}")
+    for diff in differences(kernel_pins(torch), sandbox.kernel_packages()):
+        _say(f"warning: the {name} sandbox's kernel environment differs from the grading image's: {diff}")
+    return BackendChoice(name, options)
+
+
+def _broken_graders_warning(problems: list[str]) -> None:
+    bar = "!" * 78
+    print(f"\n{bar}\nTHE GRADERS ARE BROKEN: scores below are not trustworthy. Fix the graders, then grade again.",
+          file=sys.stderr)
+    for p in problems[:20]:
+        print(f"  - {p}", file=sys.stderr)
+    print(bar, file=sys.stderr)
 
 
 def cmd_grade(args) -> int:
-    from .batch import BatchOptions, grade_batch
-    from .report import summary_table
+    from .report.render.gradebook import summary_table
+    from .run.batch import BatchOptions, GradersBroken, grade_batch
     from .spec import load
-    assignment = load(args.assignment)
-    sandbox = choose_sandbox(args.sandbox, assignment)
+    course = _course(args)
+    assignment = load(args.assignment, course.root)
+    backend = choose_sandbox(args.sandbox, assignment)
     gpus = _gpus(args.gpus, assignment)
-    options = BatchOptions(sandbox=sandbox, workers=args.workers, limits=_limits_from(args, assignment.limits),
+    options = BatchOptions(backend=backend, workers=args.workers, limits=_limits_from(args, assignment.limits),
                            gpus=gpus, secret=args.secret or os.environ.get("GRADEKIT_SECRET", ""),
                            progress=not args.quiet, resume=args.resume)
-    results = grade_batch(args.submissions, assignment, Path(args.out), options)
-    print(summary_table(results, assignment))
-    print(f"\nreports in {Path(args.out).resolve()} (gradebook.csv, <submission>/report.json)")
-    return 0
+    out = Path(args.out)
+    try:
+        results = grade_batch(args.submissions, assignment, out, options)
+    except GradersBroken as exc:
+        _broken_graders_warning(exc.problems)
+        return EXIT_GRADERS_BROKEN
+    print(summary_table(results, [q.id for q in assignment.questions]))
+    print(f"reports in {out.resolve()}: gradebook.csv, and per submitter report.json and feedback.html")
+    problems = sorted({p for r in results for p in r.grader_problems})
+    if problems:
+        _broken_graders_warning(problems)
+        return EXIT_GRADERS_BROKEN
+    return EXIT_OK
 
 
 def _gpus(spec: str | None, assignment) -> list[str]:
@@ -62,170 +104,281 @@ def _gpus(spec: str | None, assignment) -> list[str]:
 
 
 def cmd_assign(args) -> int:
-    from .assign import check_contract, template_text, write_template
-    from .batch import BatchOptions, grade_batch
+    from .run.batch import BatchOptions, GradersBroken, grade_batch
     from .spec import load
-    assignment = load(args.assignment)
-    path = write_template(assignment)
+    from .tools.assign import MarkerError, check_contract, template_text, write_template
+    from .tools.bundle import write_bundle
+    course = _course(args)
+    assignment = load(args.assignment, course.root)
+    try:
+        path = write_template(assignment)
+    except MarkerError as exc:
+        _say(f"cannot make the student template: {exc}")
+        return EXIT_USAGE
     print(f"wrote {path}")
+    print(f"wrote {write_bundle(assignment)} (the student bundle: template, public tests, checker)")
     problems = check_contract(assignment, template_text(assignment))
     for p in problems:
         _say(f"contract: {p}")
     if args.no_verify:
-        return 1 if problems else 0
-    sandbox = choose_sandbox(args.sandbox, assignment)
+        return EXIT_FAILED if problems else EXIT_OK
+    backend = choose_sandbox(args.sandbox, assignment)
     with tempfile.TemporaryDirectory(prefix="gk-assign-") as tmp:
-        reports = grade_batch([assignment.master_path, path], assignment, Path(tmp),
-                              BatchOptions(sandbox=sandbox, workers=2, progress=False))
-    by_source = {r["submission"]["sources"][0]: r for r in reports}
-    master, template = by_source[str(assignment.master_path)], by_source[str(path)]
+        master_copy, template_copy = Path(tmp) / "in" / "master.ipynb", Path(tmp) / "in" / "template.ipynb"
+        master_copy.parent.mkdir()
+        master_copy.write_bytes(assignment.master_path.read_bytes())
+        template_copy.write_bytes(path.read_bytes())
+        try:
+            reports = grade_batch([master_copy, template_copy], assignment, Path(tmp) / "out",
+                                  BatchOptions(backend=backend, workers=2, progress=False))
+        except GradersBroken as exc:
+            _broken_graders_warning(exc.problems)
+            return EXIT_GRADERS_BROKEN
+    by_name = {Path(r.submission.submitter).stem: r for r in reports}
     ok = True
-    for problem in master["grader_problems"]:
-        _say(f"grader problem: {problem}")
-        ok = False
-    for label, rep, want in (("master", master, assignment.auto_points), ("template", template, 0.0)):
-        verdict = "ok" if rep["status"] == "graded" and abs(rep["score"] - want) < 1e-9 else "WRONG"
+    for label, want in (("master", assignment.auto_points), ("template", 0.0)):
+        rep = by_name[label]
+        for problem in rep.grader_problems:
+            _say(f"grader problem: {problem}")
+            ok = False
+        verdict = "ok" if rep.status == "graded" and abs(rep.score - want) < 1e-9 else "WRONG"
         ok &= verdict == "ok"
-        print(f"{label:9s} {rep['score']:g}/{rep['auto_points_possible']:g} (want {want:g})  {verdict}")
+        print(f"{label:9s} {rep.score_text()} (want {want:g})  {verdict}")
         if verdict != "ok":
-            for t in rep["tests"]:
-                if (label == "master") != (t["status"] == "passed"):
-                    print(f"    {t['name']}: {t['status']} {t['message'][:300]}")
-            for note in rep["notes"]:
+            for t in rep.tests:
+                if (label == "master") != (t.status == "passed"):
+                    print(f"    {t.name}: {t.status} {t.message[:300]}")
+            for note in rep.notes:
                 print(f"    note: {note}")
-            if rep["reason"]:
-                print(f"    {rep['reason']}")
-    return 0 if ok and not problems else 1
+            if rep.reason:
+                print(f"    {rep.reason}")
+    return EXIT_OK if ok and not problems else EXIT_FAILED
+
+
+def infer_assignment(course, nb) -> str | None:
+    """The course's assignment whose required names this notebook defines (all of them,
+    and no other assignment's all), or None."""
+    import re
+
+    from .spec import load
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    defined = set(re.findall(r"^\s*def\s+([A-Za-z_]\w*)", code, re.M)) | set(
+        re.findall(r"^([A-Za-z_]\w*)\s*(?::[^=]*)?=(?!=)", code, re.M))
+    matches = []
+    for aid in course.assignment_ids():
+        try:
+            names = {n for q in load(aid, course.root).questions for n in q.defines}
+        except Exception:  # a broken spec elsewhere in the course does not stop a check
+            continue
+        if names and names <= defined:
+            matches.append(aid)
+    return matches[0] if len(matches) == 1 else None
+
+
+def _assignment_for_check(args, course, sub) -> str | None:
+    from .spec import valid_id
+    if args.assignment:
+        return args.assignment
+    named = sub.notebook.metadata.get("gradekit", {}).get("assignment") if sub.notebook is not None else None
+    if named is not None:
+        if not isinstance(named, str) or not valid_id(named):
+            _say(f"the notebook's metadata names the assignment {named!r}, which is not an assignment id; "
+                 "pass --assignment ID")
+            return None
+        return named
+    known = course.assignment_ids()
+    if len(known) == 1:
+        return known[0]
+    inferred = infer_assignment(course, sub.notebook)
+    if inferred:
+        _say(f"the notebook does not say which assignment it is; it defines every name {inferred!r} asks for, "
+             f"so it is checked as {inferred!r} (or pass --assignment ID)")
+        return inferred
+    _say("the notebook does not say which assignment it is; pass --assignment ID, one of: " + ", ".join(known))
+    return None
 
 
 def cmd_check(args) -> int:
     from . import intake
-    from .report import to_markdown
-    from .sandbox import get_sandbox
+    from .model import SubmissionRef
+    from .report.render.markdown import to_markdown
+    from .run.worker import grade
+    from .sandbox import registry
     from .spec import load
-    from .worker import grade
+    course = _course(args)
     sub = intake.collect([args.notebook])[0]
     if sub.notebook is None:
         _say(f"cannot check {args.notebook}: {sub.rejected}")
-        return 2
-    assignment_id = args.assignment or sub.notebook.metadata.get("gradekit", {}).get("assignment")
-    if not assignment_id:
-        _say("the notebook does not say which assignment it is; pass --assignment ID")
-        return 2
-    assignment = load(assignment_id)
-    sandbox = get_sandbox("process")
+        return EXIT_USAGE
+    assignment_id = _assignment_for_check(args, course, sub)
+    if assignment_id is None:
+        return EXIT_USAGE
+    assignment = load(assignment_id, course.root)
+    sandbox = registry.make("process")
     sandbox.check()
     if sandbox.warning:
         _say(f"note: {sandbox.warning}")
+    ref = SubmissionRef(id=sub.id, sha256=sub.sha256, submitter=Path(args.notebook).name, sources=[Path(args.notebook).name])
     with tempfile.TemporaryDirectory(prefix="gk-check-") as tmp:
         os.chmod(tmp, 0o711)
-        rep = grade(assignment, sub.notebook, sha256=sub.sha256, sources=[args.notebook], submission_id=sub.id,
-                    sandbox=sandbox, job_root=Path(tmp) / "job", limits=assignment.limits, include_hidden=False)
-    public = [t for t in rep["tests"] if t.get("public")]
+        rep = grade(assignment, sub.notebook, submission=ref, sandbox=sandbox, job_root=Path(tmp) / "job",
+                    limits=assignment.limits, include_hidden=False)
+    public = [t for t in rep.tests if t.public]
     print(f"{assignment.title}: public tests of {args.notebook}\n")
-    for q in rep["questions"]:
-        mine = [t for t in public if t["question"] == q["id"]]
-        if q["manual"]:
-            print(f"  {q['id']:6s} graded by course staff ({q['points_possible']:g} pts)")
+    for q in rep.questions:
+        mine = [t for t in public if t.question == q.id]
+        if q.manual:
+            print(f"  {q.id:6s} graded by course staff ({q.points_possible:g} pts)")
         elif not mine:
-            print(f"  {q['id']:6s} hidden tests only ({q['points_possible']:g} pts): checked when you submit")
+            print(f"  {q.id:6s} hidden tests only ({q.points_possible:g} pts): checked when you submit")
         else:
-            passed = sum(t["status"] == "passed" for t in mine)
-            print(f"  {q['id']:6s} {passed}/{len(mine)} public tests passed")
+            passed = sum(t.status == "passed" for t in mine)
+            print(f"  {q.id:6s} {passed}/{len(mine)} public tests passed")
             for t in mine:
-                if t["status"] != "passed":
-                    print(f"           ✗ {t['name']}: {t['message'].splitlines()[0] if t['message'] else t['status']}")
-    ex = rep["execution"] or {}
-    if ex.get("message"):
-        print(f"\nWhile running your notebook: {ex['message']}")
-    failed = [t for t in public if t["status"] != "passed"]
+                if t.status != "passed":
+                    print(f"           ✗ {t.name}: {t.message.splitlines()[0] if t.message else t.status}")
+    ex = rep.execution
+    if ex is not None and ex.message:
+        print(f"\nWhile running your notebook: {ex.message}")
+        for c in [c for c in ex.cells if c.status != "ok"][:20]:
+            print(f"  code cell {c.number or c.index + 1} ({c.source_head[:60]}): {c.status}: {c.error or ''}")
+            for line in c.traceback.splitlines()[-6:]:
+                print(f"      {line}")
+    if rep.reason:
+        print(f"\n{rep.reason}")
+    failed = [t for t in public if t.status != "passed"]
     print(f"\n{len(public) - len(failed)}/{len(public)} public tests passed. "
           "Hidden tests run only when you submit; passing the public ones does not guarantee full marks.")
     if args.markdown:
         Path(args.markdown).write_text(to_markdown(rep))
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_gradescope(args) -> int:
-    from .gradescope import build_autograder
-    path = build_autograder(args.assignment, Path(args.output), torch=args.torch, minimal=args.minimal)
+    from .tools.autograder_zip import build_autograder, try_autograder
+    course = _course(args)
+    path = build_autograder(args.assignment, Path(args.output), torch=args.torch, minimal=args.minimal,
+                            project_root=course.root)
     print(f"wrote {path}")
-    return 0
+    if args.try_notebook:
+        results = try_autograder(path, Path(args.try_notebook))
+        print(f"ran the autograder on {args.try_notebook} as Gradescope would: {results}")
+    return EXIT_OK
+
+
+def cmd_init(args) -> int:
+    from .tools.init import init_course
+    for p in init_course(Path(args.dir), title=args.title):
+        print(f"made {p}")
+    print(f"next: cd {args.dir} && gradekit assign example")
+    return EXIT_OK
 
 
 def cmd_image(args) -> int:
-    from . import image
+    from .sandbox.docker import image
     if args.action == "build":
         print(image.build(torch=not args.light))
     else:
         for info in image.list_images():
             print(info.line())
-    return 0
+    return EXIT_OK
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except where there is none to show (flags, options that default to unset)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _add_limit_options(parser) -> None:
+    from .model import Limits
+    group = parser.add_argument_group("limits (default: the assignment's [limits], else gradekit's defaults)")
+    for f in dataclasses.fields(Limits):
+        flag = "--" + f.name.replace("_", "-")
+        group.add_argument(flag, dest=f.name, type=int if f.type == "int" else float, default=None,
+                           help=f"{Limits.HELP[f.name]} (gradekit's default: {f.default:g})")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gradekit", description="Grade deep-learning and computer-vision notebooks safely.")
+    from .sandbox.registry import names
+    fmt = _HelpFormatter
+    p = argparse.ArgumentParser(prog="gradekit", description="Grade deep-learning and computer-vision notebooks safely.",
+                                formatter_class=fmt)
     p.add_argument("--version", action="version", version=f"gradekit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("grade", help="grade submissions (.ipynb files, folders, zip exports)")
-    g.add_argument("submissions", nargs="+")
-    g.add_argument("--assignment", "-a", required=True)
-    g.add_argument("--out", "-o", default="gradekit-out")
-    g.add_argument("--sandbox", choices=["auto", "docker", "process"], default="auto")
-    g.add_argument("--workers", "-j", type=int, default=1)
-    g.add_argument("--gpus", help="all | N | 0,1 (one GPU per container)")
-    g.add_argument("--memory", type=int, help="memory limit per submission, MB")
-    g.add_argument("--timeout", type=float, help="time limit for the whole notebook, s")
-    g.add_argument("--cell-timeout", type=float, help="time limit per cell, s")
-    g.add_argument("--cpus", type=float)
-    g.add_argument("--pids", type=int)
-    g.add_argument("--secret", help="course secret mixed into the per-submission seed (or GRADEKIT_SECRET)")
+    def command(name, help_text, func):
+        c = sub.add_parser(name, help=help_text, description=help_text, formatter_class=fmt)
+        c.add_argument("--course", metavar="DIR", default=None,
+                       help="the course folder (default: the nearest gradekit.toml at or above the working "
+                            "directory, else the course bundled with gradekit)")
+        c.set_defaults(func=func)
+        return c
+
+    g = command("grade", "grade submissions (.ipynb files, folders, LMS and Gradescope zip exports)", cmd_grade)
+    g.add_argument("submissions", nargs="+", help="notebooks, submitter folders or zip exports")
+    g.add_argument("--assignment", "-a", required=True, help="the assignment id (a folder of assignments/)")
+    g.add_argument("--out", "-o", default="gradekit-out", help="where reports and gradebook.csv go")
+    g.add_argument("--sandbox", choices=["auto", *names()], default="auto",
+                   help="where student kernels run; auto: docker when an engine answers, else process")
+    g.add_argument("--workers", "-j", type=int, default=1, help="submissions graded at once")
+    g.add_argument("--gpus", default=None, help="all | N | 0,1 (one GPU per submission); none by default")
+    g.add_argument("--secret", default=None, help="course secret mixed into the per-submission seed "
+                   "(default: $GRADEKIT_SECRET)")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g.add_argument("--resume", action="store_true",
                    help="reuse OUT's reports of unchanged submissions graded by the unchanged graders")
-    g.set_defaults(func=cmd_grade)
+    _add_limit_options(g)
 
-    a = sub.add_parser("assign", help="generate the student template and verify master=full, template=zero")
-    a.add_argument("assignment")
-    a.add_argument("--no-verify", action="store_true")
-    a.add_argument("--sandbox", choices=["auto", "docker", "process"], default="process")
-    a.set_defaults(func=cmd_assign)
+    a = command("assign", "write the student template and bundle, and prove the graders right "
+                "(master full marks, template zero)", cmd_assign)
+    a.add_argument("assignment", help="the assignment id")
+    a.add_argument("--no-verify", action="store_true", help="only write the template and bundle")
+    a.add_argument("--sandbox", choices=["auto", *names()], default="process", help="where the master and template run")
 
-    c = sub.add_parser("check", help="run the public tests on your notebook (students)")
-    c.add_argument("notebook")
-    c.add_argument("--assignment", "-a")
-    c.add_argument("--markdown", help="also write the feedback as Markdown to this file")
-    c.set_defaults(func=cmd_check)
+    c = command("check", "run the public tests on your notebook (for students)", cmd_check)
+    c.add_argument("notebook", help="your .ipynb")
+    c.add_argument("--assignment", "-a", default=None,
+                   help="the assignment id (default: from the notebook's metadata, or the course's only one)")
+    c.add_argument("--markdown", default=None, help="also write the feedback as Markdown to this file")
 
-    s = sub.add_parser("gradescope", help="build a Gradescope autograder zip")
-    s.add_argument("assignment")
-    s.add_argument("--output", "-o", default="autograder.zip")
+    s = command("gradescope", "build a Gradescope autograder zip (and try it on a notebook)", cmd_gradescope)
+    s.add_argument("assignment", help="the assignment id")
+    s.add_argument("--output", "-o", default="autograder.zip", help="the zip to write")
     s.add_argument("--torch", action=argparse.BooleanOptionalAction, default=None,
                    help="install torch in setup.sh (default: as the assignment's spec says)")
     s.add_argument("--minimal", action="store_true", help="pin only what grading needs (no scipy, pandas, ...)")
-    s.set_defaults(func=cmd_gradescope)
+    s.add_argument("--try", dest="try_notebook", metavar="NOTEBOOK", default=None,
+                   help="then run the zip's autograder on this notebook as Gradescope would (unpacked in a "
+                        "temporary /autograder layout, run_autograder's command, results.json printed)")
 
-    i = sub.add_parser("image", help="build or list the grading images")
-    i.add_argument("action", choices=["build", "ls"])
+    n = command("init", "lay out a new course folder (gradekit.toml, assignments/, graders/, an example)", cmd_init)
+    n.add_argument("dir", help="the new course's folder")
+    n.add_argument("--title", default="My course", help="the course's title in gradekit.toml")
+
+    i = command("image", "build or list the Docker grading images", cmd_image)
+    i.add_argument("action", choices=["build", "ls"], help="build the image, or list the images")
     i.add_argument("--light", action="store_true", help="the light image, without torch")
-    i.set_defaults(func=cmd_image)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .course import CourseError
     from .sandbox.base import SandboxUnavailable
     from .sandbox.gpus import GpuUnavailable
     from .spec import SpecError
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SpecError, SandboxUnavailable, GpuUnavailable) as exc:
+    except (SpecError, SandboxUnavailable, GpuUnavailable, CourseError) as exc:
         _say(str(exc))
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         _say("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

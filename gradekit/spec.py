@@ -6,7 +6,7 @@ Example::
     gpu = "none"                 # none | optional | required
     torch = false                # the kernel needs no torch: the light image is enough
 
-    [limits]                     # any field of gradekit.sandbox.Limits
+    [limits]                     # any field of gradekit.model.Limits
     memory_mb = 1024
     cell_timeout = 30
 
@@ -32,11 +32,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from .sandbox.base import Limits
-
-#: The project root: assignments/, graders/, reference/, student_templates/ live here.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-GPU_MODES = ("none", "optional", "required")
+from .course import find as find_course
+from .model import GPU_MODES, Limits
 
 
 class SpecError(ValueError):
@@ -52,12 +49,14 @@ class Question:
     defines: tuple[str, ...] = ()
     rtol: float | None = None
     atol: float | None = None
+    shows: tuple[str, ...] = ()   # cell tags whose outputs (a plot, a table) the feedback shows
 
 
 @dataclasses.dataclass(frozen=True)
 class Assignment:
     id: str
     title: str
+    course: Path                # the course root (see gradekit.course)
     root: Path                  # assignments/ID
     graders_dir: Path           # graders/ID (hidden)
     questions: tuple[Question, ...]
@@ -76,7 +75,7 @@ class Assignment:
 
     @property
     def template_path(self) -> Path:
-        return self.root.parent.parent / "student_templates" / f"{self.id}.ipynb"
+        return self.course / "student_templates" / f"{self.id}.ipynb"
 
     @property
     def auto_points(self) -> float:
@@ -96,7 +95,7 @@ class Assignment:
     def secret_paths(self) -> tuple[Path, ...]:
         """What a student's kernel must never see: the whole project (graders, reference
         code, masters, tests, history) and wherever the reference package is installed."""
-        paths = {self.root.parent.parent.resolve()}
+        paths = {self.course.resolve()}
         try:
             import reference
             paths.update(Path(p).resolve() for p in getattr(reference, "__path__", []))
@@ -105,8 +104,18 @@ class Assignment:
         return tuple(sorted(paths))
 
 
+def valid_id(assignment_id: str) -> bool:
+    """Assignment ids are names (a folder under assignments/), never paths."""
+    return (bool(assignment_id) and assignment_id not in (".", "..") and len(assignment_id) <= 100
+            and all(c.isalnum() or c in "-_." for c in assignment_id))
+
+
 def load(assignment_id: str, root: Path | None = None) -> Assignment:
-    root = root or PROJECT_ROOT
+    """The assignment ``assignment_id`` of the course at ``root`` (default: the course
+    :func:`gradekit.course.find` finds)."""
+    if not isinstance(assignment_id, str) or not valid_id(assignment_id):
+        raise SpecError(f"{assignment_id!r} is not an assignment id (a name of letters, digits, '-', '_' and '.')")
+    root = Path(root) if root is not None else find_course().root
     folder = root / "assignments" / assignment_id
     spec_file = folder / "assignment.toml"
     if not spec_file.is_file():
@@ -124,7 +133,7 @@ def load(assignment_id: str, root: Path | None = None) -> Assignment:
             questions.append(Question(
                 id=str(q["id"]), title=str(q.get("title", q["id"])), points=float(q["points"]),
                 manual=bool(q.get("manual", False)), defines=tuple(q.get("defines", ())),
-                rtol=q.get("rtol"), atol=q.get("atol"),
+                rtol=q.get("rtol"), atol=q.get("atol"), shows=tuple(str(t) for t in q.get("shows", ())),
             ))
         except KeyError as exc:
             raise SpecError(f"{spec_file}: question #{i + 1} lacks {exc.args[0]!r}") from None
@@ -137,6 +146,10 @@ def load(assignment_id: str, root: Path | None = None) -> Assignment:
     unknown = set(raw.get("limits", {})) - limit_fields
     if unknown:
         raise SpecError(f"{spec_file}: unknown limits {sorted(unknown)}; known: {sorted(limit_fields)}")
+    try:
+        limits = Limits(**raw.get("limits", {}))
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{spec_file}: {exc}") from None
     gpu = raw.get("gpu", "none")
     if gpu not in GPU_MODES:
         raise SpecError(f"{spec_file}: gpu must be one of {GPU_MODES}, not {gpu!r}")
@@ -144,10 +157,11 @@ def load(assignment_id: str, root: Path | None = None) -> Assignment:
     return Assignment(
         id=assignment_id,
         title=raw.get("title", assignment_id),
+        course=root,
         root=folder,
         graders_dir=root / "graders" / assignment_id,
         questions=tuple(questions),
-        limits=Limits(**raw.get("limits", {})),
+        limits=limits,
         gpu=gpu,
         data_dir=(folder / data_dir) if data_dir else None,
         torch=bool(raw.get("torch", True)),

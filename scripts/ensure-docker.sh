@@ -21,16 +21,9 @@ ROOT="$(cd "$HERE/.." && pwd)"
 WHAT="${1:---both}"
 LOG="${GRADEKIT_DOCKERD_LOG:-/var/log/gradekit-dockerd.log}"
 
-say() { printf 'ensure-docker: %s\n' "$*" >&2; }
-fail() {
-    say "$1"
-    shift
-    for line in "$@"; do printf '    %s\n' "$line" >&2; done
-    exit 1
-}
-
-is_root() { [ "$(id -u)" = 0 ]; }
-is_debian() { [ -f /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; }
+SETUP_NAME=ensure-docker
+# shellcheck source=setup-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/setup-lib.sh"
 
 # Debian's client first: it builds with DOCKER_BUILDKIT=1 without the buildx plugin.
 pick_client() {
@@ -107,7 +100,7 @@ if [ -z "$PY" ]; then
 fi
 export GRADEKIT_DOCKER="$CLI" GRADEKIT_SOURCE="$ROOT"
 build() {
-    (cd "$ROOT" && "$PY" -c 'import sys; sys.path.insert(0, "."); from gradekit.image import main; sys.exit(main(sys.argv[1:]))' build "$@")
+    (cd "$ROOT" && "$PY" -c 'import sys; sys.path.insert(0, "."); from gradekit.sandbox.docker.image import main; sys.exit(main(sys.argv[1:]))' build "$@")
 }
 case "$WHAT" in
     --light) build --light ;;

@@ -43,8 +43,8 @@ def apply_variant(master: nbformat.NotebookNode, replace: list[list[str]]) -> nb
 
 def grade_notebooks(assignment_id: str, notebooks: dict[str, nbformat.NotebookNode], tmp: Path,
                     workers: int = 2, **limit_overrides) -> dict[str, dict]:
-    """Grade named notebooks in one batch; returns name -> report."""
-    from gradekit.batch import BatchOptions, grade_batch
+    """Grade named notebooks in one batch; returns name -> report (as report.json holds it)."""
+    from gradekit.run.batch import BatchOptions, grade_batch
     from gradekit.spec import load
     assignment = load(assignment_id)
     src = tmp / "submissions"
@@ -52,19 +52,51 @@ def grade_notebooks(assignment_id: str, notebooks: dict[str, nbformat.NotebookNo
     for name, nb in notebooks.items():
         nbformat.write(nb, str(src / f"{name}.ipynb"))
     limits = assignment.limits.replace(**limit_overrides) if limit_overrides else None
-    reports = grade_batch([src], assignment, tmp / "out",
-                          BatchOptions(sandbox="process", workers=workers, limits=limits, progress=False))
-    by_name = {}
-    for r in reports:
-        for s in r["submission"]["sources"]:
-            by_name[Path(s).stem] = r
-    return by_name
+    reports = grade_batch([src], assignment, tmp / "out", BatchOptions(workers=workers, limits=limits, progress=False))
+    # report.json's data: the contract every rendering and reader relies on
+    return {Path(r.submission.submitter).stem: r.to_json() for r in reports}
 
 
-# Stand-ins for gradekit.worker.forked_main, run by the batch's fork server (so they live
+class SelectedNotebooks:
+    """An assignment's master, template and wrong variants, graded lazily: only those that
+    the run's selected tests need (``wanted``: assignment id -> names like "master",
+    "template", "variant-NAME"), in one batch per assignment. A variant whose ``replace``
+    text is not in the master fails alone. ``grade`` and ``variants`` are seams for tests."""
+
+    def __init__(self, wanted, tmp_path_factory, grade=None, variants=None):
+        self.wanted, self.tmp, self.done = wanted, tmp_path_factory, {}
+        self.grade, self.variants = grade or grade_notebooks, variants or load_variants
+
+    def __call__(self, aid: str, name: str) -> dict:
+        from gradekit.spec import load
+        if aid not in self.done:
+            a = load(aid)
+            master = nbformat.read(str(a.master_path), as_version=4)
+            variants = {f"variant-{v['name']}": v for v in self.variants(aid)}
+            notebooks, broken = {}, {}
+            for want in sorted(self.wanted.get(aid, set()) | {name}):
+                if want == "master":
+                    notebooks[want] = master
+                elif want == "template":
+                    notebooks[want] = nbformat.read(str(a.template_path), as_version=4)
+                else:
+                    try:
+                        notebooks[want] = apply_variant(master, variants[want]["replace"])
+                    except AssertionError as exc:  # a typo in one variant fails that variant alone
+                        broken[want] = str(exc)
+            if notebooks and self.grade is grade_notebooks:
+                needs_root()
+            self.done[aid] = (self.grade(aid, notebooks, self.tmp.mktemp(aid)) if notebooks else {}, broken)
+        reports, broken = self.done[aid]
+        if name in broken:
+            pytest.fail(f"{aid}:{name}: {broken[name]}", pytrace=False)
+        return reports[name]
+
+
+# Stand-ins for gradekit.run.worker.forked_main, run by the batch's fork server (so they live
 # in an importable module): they misbehave for one named submission and grade the others.
 def crashing_worker(job_file: str, log_file: str, environ: dict, cwd: str) -> None:
-    from gradekit.worker import detach, main
+    from gradekit.run.worker import detach, main
     detach(log_file, environ, cwd)
     if "crash.ipynb" in Path(job_file).read_text():
         print("about to crash", flush=True)
@@ -73,7 +105,7 @@ def crashing_worker(job_file: str, log_file: str, environ: dict, cwd: str) -> No
 
 
 def hanging_worker(job_file: str, log_file: str, environ: dict, cwd: str) -> None:
-    from gradekit.worker import detach, main
+    from gradekit.run.worker import detach, main
     detach(log_file, environ, cwd)
     if "hang.ipynb" in Path(job_file).read_text():
         import subprocess

@@ -1,30 +1,40 @@
 """Every assignment's graders can fail: master full marks, template zero, and each wrong
-variant (tests/fixtures/ID/variants.toml) loses exactly its question's points."""
+variant (tests/fixtures/ID/variants.toml) loses exactly its question's points.
+
+Each variant is a test of its own (``-k 'cv1-a5:bn-eval'`` selects one): only the selected
+variants are graded, in one batch per assignment, and a variant whose ``replace`` text is
+not in the master fails alone."""
 from __future__ import annotations
 
-import nbformat
 import pytest
 
-from support import ROOT, apply_variant, grade_notebooks, load_variants, needs_root
-from gradekit.assign import is_stale
+from support import ROOT, SelectedNotebooks, load_variants
+from gradekit.tools.assign import is_stale
 from gradekit.spec import load
 
 ASSIGNMENTS = sorted(p.parent.name for p in (ROOT / "assignments").glob("*/assignment.toml"))
 
 
+def _selected(session, module) -> dict[str, set[str]]:
+    """assignment id -> the notebooks this run's selected tests need ("master", "variant-NAME", ...)."""
+    wanted: dict[str, set[str]] = {}
+    for item in session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.module is not module or "aid" not in params:
+            continue
+        need = wanted.setdefault(params["aid"], set())
+        if "variant" in params:
+            need.add(f"variant-{params['variant']['name']}")
+        elif item.originalname == "test_template_scores_zero":
+            need.add("template")
+        elif item.originalname != "test_template_is_current":
+            need.add("master")
+    return wanted
+
+
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """Grade master, template and all variants of every assignment, once per test run."""
-    needs_root()
-    results = {}
-    for aid in ASSIGNMENTS:
-        a = load(aid)
-        master = nbformat.read(str(a.master_path), as_version=4)
-        notebooks = {"master": master, "template": nbformat.read(str(a.template_path), as_version=4)}
-        for v in load_variants(aid):
-            notebooks[f"variant-{v['name']}"] = apply_variant(master, v["replace"])
-        results[aid] = grade_notebooks(aid, notebooks, tmp_path_factory.mktemp(aid))
-    return results
+def graded(request, tmp_path_factory):
+    return SelectedNotebooks(_selected(request.session, request.module), tmp_path_factory)
 
 
 def _explain(report: dict) -> str:
@@ -41,7 +51,7 @@ def test_template_is_current(aid):
 
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
 def test_master_scores_full_marks(graded, aid):
-    rep = graded[aid]["master"]
+    rep = graded(aid, "master")
     a = load(aid)
     assert rep["status"] == "graded", rep["reason"]
     assert rep["score"] == pytest.approx(a.auto_points), _explain(rep)
@@ -50,7 +60,7 @@ def test_master_scores_full_marks(graded, aid):
 
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
 def test_template_scores_zero(graded, aid):
-    rep = graded[aid]["template"]
+    rep = graded(aid, "template")
     assert rep["status"] == "graded", rep["reason"]
     assert rep["score"] == 0, _explain(rep)
     assert any(t["status"] == "failed" for t in rep["tests"])
@@ -58,7 +68,7 @@ def test_template_scores_zero(graded, aid):
 
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
 def test_manual_questions_are_reported_as_manual(graded, aid):
-    rep = graded[aid]["master"]
+    rep = graded(aid, "master")
     for q in load(aid).questions:
         row = next(r for r in rep["questions"] if r["id"] == q.id)
         assert (row["status"] == "manual") == q.manual, row
@@ -70,7 +80,7 @@ VARIANTS = [(aid, v) for aid in ASSIGNMENTS for v in load_variants(aid)]
 @pytest.mark.parametrize("aid,variant", VARIANTS, ids=[f"{a}:{v['name']}" for a, v in VARIANTS])
 def test_wrong_variant_loses_exactly_its_question(graded, aid, variant):
     a = load(aid)
-    rep = graded[aid][f"variant-{variant['name']}"]
+    rep = graded(aid, f"variant-{variant['name']}")
     assert rep["status"] == "graded", rep["reason"]
     per_q = {q["id"]: q for q in rep["questions"]}
     lost = per_q[variant["question"]]

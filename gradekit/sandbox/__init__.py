@@ -1,21 +1,8 @@
-"""Sandbox backends: where an untrusted kernel runs. See :mod:`gradekit.sandbox.base`."""
+"""Sandbox backends: where an untrusted kernel runs. See :mod:`gradekit.sandbox.base`
+(the contract), :mod:`gradekit.sandbox.registry` (backends by name), ``process/`` and
+``docker/`` (the built-in backends) and :mod:`gradekit.sandbox.gpus` (GPU leases)."""
 from __future__ import annotations
 
-from .base import Job, Limits, Sandbox, SandboxUnavailable
+from .base import Sandbox, SandboxUnavailable
 
-BACKENDS = ("docker", "process")
-
-
-def get_sandbox(name: str, *, torch: bool = True, **options) -> Sandbox:
-    """The backend called ``name``. ``torch`` says whether the kernel needs torch (docker
-    then picks the full grading image rather than the light one)."""
-    if name == "process":
-        from .process import ProcessSandbox
-        return ProcessSandbox()
-    if name == "docker":
-        from .docker import DockerSandbox
-        return DockerSandbox(torch=torch, **options)
-    raise ValueError(f"unknown sandbox {name!r}; choose from {', '.join(BACKENDS)}")
-
-
-__all__ = ["Job", "Limits", "Sandbox", "SandboxUnavailable", "get_sandbox", "BACKENDS"]
+__all__ = ["Sandbox", "SandboxUnavailable"]

@@ -1,11 +1,18 @@
 """The sandbox contract: how an untrusted kernel is started, confined and removed.
 
-A backend turns the ordinary kernel command (``python -m ipykernel_launcher -f
-CONNECTION_FILE``) into one that runs confined: as an unprivileged user in new
-namespaces (``process``), or in a hardened container (``docker``). Everything else —
-starting the kernel, talking to it, interrupting it — is jupyter_client's job, done by
-:class:`gradekit.kernel.SandboxProvisioner` over IPC sockets in ``job.ipc_dir``. The
-kernel therefore needs no network at all, and no TCP port is ever opened.
+A backend supplies the jupyter_client *provisioner* that starts a job's kernel
+(:meth:`Sandbox.provisioner`). The default, :class:`~gradekit.sandbox.provisioner.CommandProvisioner`,
+turns the ordinary kernel command (``python -m ipykernel_launcher -f CONNECTION_FILE``)
+into one that runs confined (:meth:`Sandbox.wrap`): as an unprivileged user in new
+namespaces (``process``), or in a hardened container (``docker``); the kernel then
+listens on IPC sockets in ``job.ipc_dir``, needs no network, and no TCP port is opened.
+A backend whose kernels live on another machine returns a provisioner of its own that
+starts the kernel there and hands back its connection info (ARCHITECTURE.md says how).
+Everything else (talking to the kernel, interrupting it) is jupyter_client's job.
+
+Backends are found by name in :mod:`gradekit.sandbox.registry`; a backend's constructor
+takes only JSON-serialisable keyword options, so a choice of backend (name + options)
+travels in a :class:`~gradekit.model.Job` to the worker that grades.
 
 What a backend must guarantee (DESIGN.md, "The trust boundary"):
 
@@ -20,54 +27,10 @@ What a backend must guarantee (DESIGN.md, "The trust boundary"):
 from __future__ import annotations
 
 import abc
-import dataclasses
 import signal
-from pathlib import Path
+from typing import Any
 
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    """Resource limits for one submission. Defaults suit a CPU notebook of a few minutes."""
-
-    memory_mb: int = 2048
-    cpus: float = 1.0
-    pids: int = 256
-    file_size_mb: int = 256       # largest single file the kernel may write
-    disk_mb: int = 512            # size of the writable working directory (tmpfs)
-    cell_timeout: float = 120.0   # seconds for one cell
-    total_timeout: float = 900.0  # seconds for the whole notebook
-    call_timeout: float = 60.0    # seconds for one bridge call
-    output_bytes: int = 64_000    # outputs kept per cell in the report
-
-    def replace(self, **changes) -> "Limits":
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-
-@dataclasses.dataclass
-class Job:
-    """One submission's run: its private folders on the host and what it may use."""
-
-    id: str
-    root: Path                     # private to this job; removed after grading
-    limits: Limits
-    hidden_paths: tuple[Path, ...] = ()
-    data_dir: Path | None = None   # assignment data, mounted read-only
-    gpus: tuple[str, ...] = ()     # device ids assigned to this job ("0", "1", ...)
-    env: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    @property
-    def work_dir(self) -> Path:
-        """The notebook's working directory (the only place it may write, besides /tmp)."""
-        return self.root / "work"
-
-    @property
-    def ipc_dir(self) -> Path:
-        """Holds the connection file and the kernel's IPC sockets."""
-        return self.root / "ipc"
-
-    @property
-    def connection_file(self) -> Path:
-        return self.ipc_dir / "kernel.json"
+from ..model import KernelJob, Limits
 
 
 class SandboxUnavailable(RuntimeError):
@@ -80,23 +43,43 @@ class Sandbox(abc.ABC):
     name: str = "abstract"
     #: True when the backend isolates the kernel from the graders' files and the network.
     isolated: bool = True
+    #: The backend's own mode, for the report ("namespaces", "uid-drop", a container image).
+    mode: str = ""
+    #: Said to the person who runs gradekit, when the backend runs with weaker isolation.
+    warning: str | None = None
+    #: The keyword options the backend was made with (JSON data; see the module doc).
+    options: dict[str, Any]
+
+    def __init__(self, **options: Any):
+        self.options = dict(options)
+
+    def provisioner(self, job: KernelJob, **kwargs):
+        """The jupyter_client provisioner that starts ``job``'s kernel (``kwargs``: the
+        provisioner's own, from the kernel manager). Default: run :meth:`wrap`'s command here."""
+        from .provisioner import CommandProvisioner
+        return CommandProvisioner(sandbox=self, job=job, **kwargs)
+
+    def kernel_packages(self) -> dict[str, str] | None:
+        """Versions of the kernel's packages (name -> version), where the backend can tell
+        without starting a kernel; None where it cannot."""
+        return None
 
     def check(self) -> None:
         """Raise :class:`SandboxUnavailable` when this backend cannot run here."""
 
-    def prepare(self, job: Job) -> None:
+    def prepare(self, job: KernelJob) -> None:
         """Create ``job.work_dir`` and ``job.ipc_dir`` with the right owners and modes."""
         for d in (job.work_dir, job.ipc_dir):
             d.mkdir(parents=True, exist_ok=True)
 
-    def grant_connection_file(self, job: Job) -> None:
+    def grant_connection_file(self, job: KernelJob) -> None:
         """Let the kernel read ``job.connection_file``, which the trusted side just wrote."""
 
     @abc.abstractmethod
-    def wrap(self, kernel_cmd: list[str], job: Job) -> list[str]:
+    def wrap(self, kernel_cmd: list[str], job: KernelJob) -> list[str]:
         """The command that starts ``kernel_cmd`` confined; run by the trusted side."""
 
-    def environment(self, job: Job) -> dict[str, str]:
+    def environment(self, job: KernelJob) -> dict[str, str]:
         """The kernel's whole environment: nothing of the grader's leaks in."""
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -104,7 +87,8 @@ class Sandbox(abc.ABC):
             "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
-            "MPLBACKEND": "Agg",
+            # figures show as PNG outputs of their cell (as in Jupyter), so feedback can show them
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
             "MPLCONFIGDIR": str(job.work_dir / ".config" / "matplotlib"),
             "OMP_NUM_THREADS": str(max(1, int(job.limits.cpus))),
             "JPY_SESSION_NAME": "submission.ipynb",
@@ -113,13 +97,13 @@ class Sandbox(abc.ABC):
         env.update(job.env)
         return env
 
-    def kill(self, job: Job) -> None:
+    def kill(self, job: KernelJob) -> None:
         """Stop everything the job started, at once. Called before :meth:`cleanup`."""
 
-    def cleanup(self, job: Job) -> None:
+    def cleanup(self, job: KernelJob) -> None:
         """Remove whatever the backend made for the job (idempotent)."""
 
-    def describe_exit(self, job: Job, returncode: int | None) -> str:
+    def describe_exit(self, job: KernelJob, returncode: int | None) -> str:
         """Say in plain words why the kernel ended with ``returncode``."""
         return describe_returncode(returncode, job.limits)
 

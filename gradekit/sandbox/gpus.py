@@ -35,7 +35,7 @@ import threading
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-REQUIREMENTS = ("none", "optional", "required")
+from ..model import GPU_MODES as REQUIREMENTS  # defined once, in the records
 
 
 class GpuUnavailable(RuntimeError):

@@ -8,7 +8,7 @@ mistake costs only its own question. Questions 1.1-1.3, 2.d and 3.j are graded b
 """
 import numpy as np
 
-from gradekit.grader import StudentError, assert_close, assert_equal, expect_array, question
+from gradekit.grading import StudentError, assert_close, assert_equal, expect_array, question
 from reference import architectures, losses, retrieval
 
 

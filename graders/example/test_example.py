@@ -1,7 +1,7 @@
 """Hidden graders of the example assignment: one test per question, fresh inputs each run."""
 import numpy as np
 
-from gradekit.grader import assert_close, assert_equal, question
+from gradekit.grading import assert_close, assert_equal, question
 from reference import architectures, losses
 
 

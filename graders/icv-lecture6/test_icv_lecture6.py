@@ -8,7 +8,7 @@ staff (``manual = true`` in assignment.toml).
 """
 import numpy as np
 
-from gradekit.grader import StudentError, assert_close, assert_equal, expect_array, question
+from gradekit.grading import StudentError, assert_close, assert_equal, expect_array, question
 from reference import knn, layers, losses
 
 

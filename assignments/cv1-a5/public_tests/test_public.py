@@ -2,7 +2,7 @@
 Worth no points: they catch naming, shape and type mistakes early, not wrong answers."""
 import numpy as np
 
-from gradekit.grader import expect_array, question
+from gradekit.grading import expect_array, question
 
 
 def _data():

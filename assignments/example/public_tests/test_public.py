@@ -2,7 +2,7 @@
 They are worth no points; they catch the shape and naming mistakes early."""
 import numpy as np
 
-from gradekit.grader import expect_array, question
+from gradekit.grading import expect_array, question
 
 
 @question("q1", points=0)

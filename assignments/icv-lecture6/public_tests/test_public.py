@@ -2,7 +2,7 @@
 Worth no points: names, shapes, types and the worked examples on the slides."""
 import numpy as np
 
-from gradekit.grader import assert_close, expect_array, question
+from gradekit.grading import assert_close, expect_array, question
 
 # The 4x4 test and training images of the slide "Distance Metric" (L1 distance 456).
 TEST_IMAGE = np.array([[56, 32, 10, 18], [90, 23, 128, 133], [24, 26, 178, 200], [2, 0, 255, 220]], dtype=np.uint8)

@@ -1,0 +1,195 @@
+"""The host side of the bridge: graders read the student's values and call their functions.
+
+Each request is one call of a small function (:file:`shim.py`) installed in the student's
+kernel; the reply comes back as a ``display_data`` message of our own MIME type, on the
+Jupyter channel, and is decoded by :func:`gradekit.bridge.codec.decode` — strictly: JSON,
+and arrays as ``.npy`` read with ``allow_pickle=False``. Nothing from the kernel is
+unpickled, imported or evaluated on this side, and no file the student could link
+elsewhere is ever read.
+
+Failures of the student's side (a missing name, an exception, a hang, a dead kernel, an
+unsupported type) raise :class:`StudentError`, an ``AssertionError`` whose message is
+written for the student; the test fails, the grader does not crash.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from .codec import decode, encode
+from .protocol import MAX_REPLY_BYTES, MIME, SHIM_LIMITS, BridgeDecodeError, StudentError
+from .values import Handle
+
+_SHIM = (Path(__file__).parent / "shim.py").read_text()
+
+
+def _describe_call(name: str, args: tuple, kwargs: dict) -> str:
+    shown = name.split(".", 1)[1] if name.startswith("@") else name
+    return f"`{shown}(...)`" if args or kwargs else f"`{shown}()`"
+
+
+class Submission:
+    """The student's notebook, after it ran: read variables and call functions.
+
+    ``get(name)`` returns the value of a variable (dotted attributes allowed: ``"model.fc"``),
+    ``call(name, *args, **kwargs)`` calls a function and returns its result, ``new(name,
+    ...)`` constructs an object that stays in the kernel and returns a :class:`Handle`.
+    Arrays go both ways as numpy arrays (wrap with :class:`as_torch` to send a tensor);
+    torch tensors come back as arrays, ``nn.Module`` objects as :class:`ModuleSummary`.
+    """
+
+    def __init__(self, session, *, call_timeout: float = 60.0, seed: int = 0, source: str = ""):
+        self._session = session
+        self.call_timeout = call_timeout
+        self.seed = seed
+        self.source = source
+        self._installed: dict[int, str] = {}   # kernel client -> name of the installed shim
+
+    # public API
+    def get(self, name: str) -> Any:
+        return self._request("get", name)
+
+    def has(self, name: str) -> bool:
+        return bool(self._request("has", name))
+
+    def call(self, name: str, *args, **kwargs) -> Any:
+        return self._request("call", name, args, kwargs)
+
+    def new(self, name: str, *args, **kwargs) -> Handle:
+        value = self._request("new", name, args, kwargs)
+        return Handle(self, value["__handle__"], value.get("class", ""))
+
+    def defined(self, names: list[str]) -> dict[str, bool]:
+        """Which of these top-level names the notebook defines, in one request."""
+        found = self._request("defined", "", (list(names),))
+        if not (isinstance(found, list) and len(found) == len(names)):
+            raise BridgeDecodeError("the reply listing the defined names is malformed")
+        return {n: bool(f) for n, f in zip(names, found)}
+
+    def files_named(self, names: list[str]) -> list[str]:
+        """Paths under the notebook's working folder with one of these file names, as the
+        kernel reports them (student-controlled: fit for a note in the report, nothing more)."""
+        found = self._request("files", "", (list(names),))
+        return [str(f)[:300] for f in found] if isinstance(found, list) else []
+
+    def with_timeout(self, seconds: float) -> "Submission":
+        """The same submission with another limit for each call (for slow functions)."""
+        view = object.__new__(Submission)
+        view.__dict__.update(self.__dict__)
+        view.call_timeout = seconds
+        return view
+
+    # the channel
+    def _request(self, op: str, name: str, args: tuple = (), kwargs: dict | None = None):
+        kwargs = kwargs or {}
+        what = _describe_call(name, args, kwargs) if op in ("call", "new") else f"`{name}`"
+        kc = self._session.blocking_client()
+        if kc is None:
+            raise StudentError(f"could not evaluate {what}: your kernel is no longer running "
+                               f"({self._session.death or 'it stopped'})")
+        token = secrets.token_hex(16)
+        request = json.dumps(json.dumps({"token": token, "op": op, "name": name,
+                                         "args": encode(tuple(args))["__tuple__"], "kwargs": encode(dict(kwargs))}))
+        for attempt in (1, 2):
+            fn = self._install(kc, what)
+            code = f"if {fn!r} in globals(): {fn}({request})"
+            msg_id = kc.execute(code, silent=False, store_history=False, allow_stdin=False, stop_on_error=False)
+            replies, printed, idle = self._collect(kc, msg_id, token, what)
+            if replies or not idle or attempt == 2:
+                break
+            self._installed.pop(id(kc), None)  # the function vanished (deleted by the student?): again
+        if not replies:
+            if not idle:
+                raise StudentError(f"{what} did not answer")
+            raise StudentError(f"{what} returned no value the grader could read "
+                               "(was the notebook's display machinery replaced?)")
+        if len(replies) > 1:
+            raise StudentError(f"{what} sent several answers; none is trusted")
+        reply = replies[0]
+        if "raised" in reply:
+            r = reply["raised"] if isinstance(reply["raised"], dict) else {}
+            where = "; ".join(str(w) for w in r.get("where", [])[:3] if isinstance(w, str))
+            raise StudentError(f"{what} raised {str(r.get('type', 'an error'))[:100]}: {str(r.get('message', ''))[:1000]}"
+                               + (f" (at {where})" if where else ""))
+        if "missing" in reply:
+            detail = f": {str(reply.get('detail'))[:300]}" if reply.get("detail") else ""
+            raise StudentError(f"`{name}` is not defined in your notebook{detail}")
+        if "value" not in reply:
+            raise BridgeDecodeError(f"the reply for {what} is malformed")
+        if op == "new":  # a handle, not a value: {"__handle__": token, "class": name}
+            value = reply["value"]
+            if not (isinstance(value, dict) and value.get("__handle__") == token):
+                raise BridgeDecodeError(f"the reply for {what} is malformed")
+            return {"__handle__": token, "class": str(value.get("class", ""))[:100]}
+        return decode(reply["value"])
+
+    def _install(self, kc, what: str) -> str:
+        """Define the kernel-side request function once per kernel, under a random name."""
+        name = self._installed.get(id(kc))
+        if name is None:
+            name = f"_gradekit_bridge_{secrets.token_hex(8)}"
+            code = (f"{_SHIM}\n{name} = _gradekit_bind({json.dumps(SHIM_LIMITS)!r})\n"
+                    "del _gradekit_request, _gradekit_bind\n")
+            msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False, stop_on_error=False)
+            self._collect(kc, msg_id, "", what)
+            self._installed = {id(kc): name}  # one kernel at a time: a restart brings a new client
+        return name
+
+    def _collect(self, kc, msg_id: str, token: str, what: str):
+        """Read the kernel's messages for one request until it is idle or out of time."""
+        deadline = time.monotonic() + self.call_timeout
+        replies: list[dict] = []
+        printed = 0
+        next_liveness = time.monotonic() + 1.0
+        while True:
+            now = time.monotonic()
+            if now > deadline:
+                self._stop_runaway(kc, msg_id, what)
+                raise StudentError(f"{what} did not finish within {self.call_timeout:g} s and was stopped")
+            try:
+                msg = kc.get_iopub_msg(timeout=min(0.25, max(0.01, deadline - now)))
+            except Exception:  # queue.Empty
+                if time.monotonic() > next_liveness:
+                    next_liveness = time.monotonic() + 1.0
+                    if not self._session.kernel_alive():
+                        why = self._session.death_reason()
+                        self._session.revive(f"it died during {what}: {why}")
+                        raise StudentError(f"your kernel died during {what}: {why}")
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = msg.get("msg_type"), msg.get("content", {})
+            if kind == "status" and content.get("execution_state") == "idle":
+                return replies, printed, True
+            if kind == "display_data" and MIME in content.get("data", {}):
+                payload = content["data"][MIME]
+                if not isinstance(payload, str) or len(payload) > MAX_REPLY_BYTES:
+                    raise BridgeDecodeError(f"the reply for {what} is too large or malformed")
+                try:
+                    reply = json.loads(payload)
+                except ValueError:
+                    raise BridgeDecodeError(f"the reply for {what} is not valid JSON") from None
+                if isinstance(reply, dict) and reply.get("token") == token:
+                    replies.append(reply)
+            elif kind == "stream":
+                printed += len(content.get("text", ""))
+            elif kind == "error":
+                replies.append({"raised": {"type": content.get("ename", "Error"),
+                                           "message": content.get("evalue", ""), "where": []}})
+
+    def _stop_runaway(self, kc, msg_id: str, what: str) -> None:
+        """Interrupt a call that ran out of time; restart the kernel if that fails."""
+        self._session.interrupt()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                msg = kc.get_iopub_msg(timeout=0.25)
+            except Exception:
+                continue
+            if (msg.get("parent_header", {}).get("msg_id") == msg_id and msg.get("msg_type") == "status"
+                    and msg.get("content", {}).get("execution_state") == "idle"):
+                return
+        self._session.revive(f"{what} did not stop when interrupted")

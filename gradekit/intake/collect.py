@@ -1,0 +1,256 @@
+"""Intake: what instructors hand us, turned into one :class:`IntakeItem` per submitter.
+
+Accepted: ``.ipynb`` files, folders, and zip exports (LMS bulk downloads, Gradescope
+exports). In a folder or a zip, each top-level folder is one submitter (a student's
+folder, named as the LMS names it), and each top-level notebook is one submitter too. A
+submitter's notebook is found by :func:`pick_notebook`, the same rule the Gradescope
+runner uses: the only notebook, or among several the one whose metadata names the
+assignment. A submitter folder without a notebook is reported ``missing``, with what it
+held.
+
+Every notebook is validated with nbformat and keyed by the SHA-256 of its bytes. Zip
+members are read into memory, never extracted, so a hostile name (``../x``, ``/etc/x``)
+or a link can touch nothing. Sources are shown relative to what was given: no host
+paths reach students.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+from . import identity
+from .notebook import MAX_NOTEBOOK_BYTES, IntakeItem, load_bytes
+
+MAX_ZIP_TOTAL_BYTES = 2 * 1024 * 1024 * 1024  # all notebooks of one zip, uncompressed
+MAX_FOLDER_DEPTH = 16    # a submitter's notebook is looked for this deep, no deeper
+MAX_METADATA_BYTES = 64 * 1024 * 1024
+GRADESCOPE_METADATA = "submission_metadata.yml"
+_IGNORED = ("__MACOSX", ".ipynb_checkpoints")
+
+
+def _ignored(parts: Iterable[str]) -> bool:
+    return any(p.startswith(".") or p in _IGNORED for p in parts)
+
+
+def _assignment_of(data: bytes) -> str | None:
+    try:
+        meta = json.loads(data.decode("utf-8")).get("metadata", {})
+        gk = meta.get("gradekit") if isinstance(meta, dict) else None
+        return gk.get("assignment") if isinstance(gk, dict) else None
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None
+
+
+def pick_notebook(notebooks: list[str], read, assignment_id: str | None) -> tuple[str | None, str | None]:
+    """The one notebook of a submitter: (relative name, None), or (None, why not).
+
+    ``notebooks`` are relative names, ``read(name)`` gives a notebook's bytes (capped)."""
+    if len(notebooks) == 1:
+        return notebooks[0], None
+    named = [n for n in notebooks if assignment_id and _assignment_of(read(n)) == assignment_id]
+    if len(named) == 1:
+        return named[0], None
+    which = "none of them is" if not named else f"{len(named)} of them are"
+    return None, (f"the submission holds {len(notebooks)} notebooks ({', '.join(notebooks[:10])}) and {which} "
+                  f"marked as this assignment's ({assignment_id!r}) in its metadata: hand in only the notebook "
+                  "made from the assignment's template")
+
+
+def _missing(submitter: str, source: str, others: list[str]) -> IntakeItem:
+    held = ", ".join(others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10 else "") if others else "nothing"
+    return IntakeItem(source=source, sha256="", submitter=submitter, missing=True,
+                      rejected=f"no Jupyter notebook (.ipynb) was handed in (found: {held})")
+
+
+# -- folders ------------------------------------------------------------------------------
+def _walk(folder: Path) -> tuple[list[str], list[str]]:
+    """(notebooks, other files) under ``folder``, relative, links skipped."""
+    notebooks, others = [], []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        depth = len(Path(dirpath).relative_to(folder).parts)
+        # a tree thousands of folders deep is a student's to make: never walk it all
+        dirnames[:] = sorted(d for d in dirnames if not _ignored([d])) if depth < MAX_FOLDER_DEPTH else []
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            rel = p.relative_to(folder).as_posix()
+            if _ignored([name]):
+                continue
+            if p.is_symlink():  # never followed: it could point at any host file
+                others.append(f"{rel} (a link, ignored)")
+            elif name.lower().endswith(".ipynb"):
+                notebooks.append(rel)
+            else:
+                others.append(rel)
+    return notebooks, others
+
+
+def _read_capped(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(MAX_NOTEBOOK_BYTES + 1)
+
+
+def _from_file(path: Path, source: str, submitter: str) -> IntakeItem:
+    if path.is_symlink():
+        item = IntakeItem(source=source, sha256="", rejected="the submission is a symbolic link; refused")
+    elif not path.name.lower().endswith(".ipynb"):
+        item = IntakeItem(source=source, sha256="", rejected=f"'{path.name}' is not a notebook (.ipynb)")
+    elif path.stat().st_size > MAX_NOTEBOOK_BYTES:
+        item = IntakeItem(source=source, sha256="", rejected=f"the notebook is {path.stat().st_size:,} bytes, "
+                          f"over the limit of {MAX_NOTEBOOK_BYTES:,}")
+    else:
+        item = load_bytes(source, _read_capped(path))
+    item.submitter = submitter
+    return item
+
+
+def _submitter_folder(folder: Path, label: str, submitter: str, assignment_id: str | None) -> IntakeItem:
+    notebooks, others = _walk(folder)
+    if not notebooks:
+        return _missing(submitter, label, others)
+    chosen, why = pick_notebook(notebooks, lambda n: _read_capped(folder / n), assignment_id)
+    if chosen is None:
+        return IntakeItem(source=label, sha256="", submitter=submitter, rejected=why)
+    return _from_file(folder / chosen, f"{label}/{chosen}", submitter)
+
+
+def _from_folder(folder: Path, label: str, assignment_id: str | None) -> list[IntakeItem]:
+    items: list[IntakeItem] = []
+    gs_names = {}
+    meta = folder / GRADESCOPE_METADATA
+    if meta.is_file() and not meta.is_symlink():
+        with open(meta, "rb") as fh:
+            gs_names = identity.gradescope_names(fh.read(MAX_METADATA_BYTES).decode("utf-8", "replace"))
+    entries = sorted(p for p in folder.iterdir() if not _ignored([p.name]))
+    for p in entries:
+        rel = f"{label}/{p.name}"
+        if p.is_symlink():
+            items.append(IntakeItem(source=rel, sha256="", submitter=p.name,
+                                    rejected="the submission is a symbolic link; refused"))
+        elif p.is_dir():
+            name = gs_names.get(p.name) or identity.from_folder(p.name)
+            items.append(_submitter_folder(p, rel, name, assignment_id))
+        elif p.suffix.lower() == ".zip":
+            items.extend(_from_zip(p, rel, assignment_id))
+        elif p.suffix.lower() == ".ipynb":
+            items.append(_from_file(p, rel, identity.from_file(p.name)))
+    if not items:
+        items.append(_missing(label, label, [p.name for p in entries]))
+    return items
+
+
+# -- zips ---------------------------------------------------------------------------------
+def _from_zip(path: Path, label: str, assignment_id: str | None) -> list[IntakeItem]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        return [IntakeItem(source=label, sha256="", submitter=path.stem, rejected=f"the zip file cannot be read: {exc}")]
+    items: list[IntakeItem] = []
+    total = 0
+    with archive:
+        groups: dict[str, list[zipfile.ZipInfo]] = {}
+        others: dict[str, list[str]] = {}
+        gs_names = {}
+        for info in archive.infolist():
+            name = info.filename.replace("\\", "/")
+            pure = PurePosixPath(name)
+            if info.is_dir():
+                continue
+            where = f"{label}:{name}"
+            if pure.is_absolute() or ".." in pure.parts or (len(name) > 1 and name[1] == ":"):
+                if name.lower().endswith(".ipynb"):
+                    items.append(IntakeItem(source=where, sha256="", submitter=name,
+                                            rejected="the zip entry's path is absolute or leaves the archive ('..'); refused"))
+                continue
+            if _ignored(pure.parts):
+                continue
+            if stat.S_ISLNK(info.external_attr >> 16):
+                if name.lower().endswith(".ipynb"):
+                    items.append(IntakeItem(source=where, sha256="", submitter=name,
+                                            rejected="the zip entry is a symbolic link; refused"))
+                continue
+            if name == GRADESCOPE_METADATA and info.file_size < MAX_METADATA_BYTES:
+                gs_names = identity.gradescope_names(archive.read(info).decode("utf-8", "replace"))
+                continue
+            key = pure.parts[0] if len(pure.parts) > 1 else name  # a submitter folder, or a lone notebook
+            if name.lower().endswith(".ipynb"):
+                groups.setdefault(key, []).append(info)
+            elif len(pure.parts) > 1:  # a file in a submitter's folder: listed if the folder has no notebook
+                others.setdefault(key, []).append("/".join(pure.parts[1:]))
+
+        def read(info: zipfile.ZipInfo) -> bytes:
+            with archive.open(info) as fh:
+                return fh.read(MAX_NOTEBOOK_BYTES + 1)  # the header may lie; never read more
+
+        for key in sorted(set(groups) | set(others)):
+            is_folder = key not in [i.filename for i in groups.get(key, [])]
+            submitter = (gs_names.get(key) or identity.from_folder(key)) if is_folder else identity.from_file(PurePosixPath(key).name)
+            infos = groups.get(key, [])
+            if not infos:
+                if is_folder:
+                    items.append(_missing(submitter, f"{label}:{key}", others.get(key, [])))
+                continue
+            by_rel = {}
+            for i in infos:
+                name = i.filename.replace("\\", "/")
+                by_rel["/".join(PurePosixPath(name).parts[1:]) if is_folder else name] = i
+            chosen, why = pick_notebook(sorted(by_rel), lambda n: read(by_rel[n]), assignment_id)
+            if chosen is None:
+                items.append(IntakeItem(source=f"{label}:{key}", sha256="", submitter=submitter, rejected=why))
+                continue
+            info = by_rel[chosen]
+            where = f"{label}:{info.filename}"
+            if info.file_size > MAX_NOTEBOOK_BYTES:
+                item = IntakeItem(source=where, sha256="", rejected=f"the notebook is {info.file_size:,} bytes, "
+                                  f"over the limit of {MAX_NOTEBOOK_BYTES:,}")
+            else:
+                total += info.file_size
+                if total > MAX_ZIP_TOTAL_BYTES:
+                    item = IntakeItem(source=where, sha256="",
+                                      rejected="the zip holds more notebook data than the limit; the rest was not read")
+                else:
+                    try:
+                        item = load_bytes(where, read(info))
+                    except Exception as exc:
+                        item = IntakeItem(source=where, sha256="", rejected=f"the zip entry cannot be read: {exc}")
+            item.submitter = submitter
+            items.append(item)
+    if not items:
+        items.append(IntakeItem(source=label, sha256="", submitter=path.stem,
+                                rejected="the zip file contains no .ipynb notebook"))
+    return items
+
+
+# -- the entry point ----------------------------------------------------------------------
+def collect(paths: list[str | Path], assignment_id: str | None = None) -> list[IntakeItem]:
+    """One item per submitter found in ``paths``, in a stable order; never raises for bad input."""
+    out: list[IntakeItem] = []
+    for p in map(Path, paths):
+        label = p.name or str(p)
+        if p.is_symlink() and not p.is_dir():
+            out.append(_from_file(p, label, identity.from_file(p.name)))
+        elif p.is_dir():
+            out.extend(_from_folder(p, label, assignment_id))
+        elif p.suffix.lower() == ".zip" and p.exists():
+            out.extend(_from_zip(p, label, assignment_id))
+        elif p.exists():
+            out.append(_from_file(p, label, identity.from_file(p.name)))
+        else:
+            out.append(IntakeItem(source=label, sha256="", submitter=label, rejected="no such file or folder"))
+    for item in out:
+        item.submitter = item.submitter or item.source
+    # Two submitters of one name (two sections' zips, each with "hw.ipynb") keep a report
+    # each: the name is made distinct with where each came from.
+    names = [i.submitter for i in out]
+    for item in out:
+        if names.count(item.submitter) > 1:
+            item.submitter = f"{item.submitter} ({item.source})"
+    return out
+
+
+def gradescope_submission(folder: Path, assignment_id: str) -> IntakeItem:
+    """The notebook of one Gradescope submission folder (``/autograder/submission``)."""
+    return _submitter_folder(folder, "submission", "submission", assignment_id)

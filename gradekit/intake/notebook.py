@@ -1,0 +1,71 @@
+"""One notebook's bytes, validated: an :class:`IntakeItem` with the notebook, or the reason
+it cannot be graded. Nothing here executes or imports anything from a submission."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+
+import nbformat
+
+MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024      # one notebook, as stored
+SUPPORTED_NBFORMAT = 4
+
+
+@dataclasses.dataclass
+class IntakeItem:
+    """What intake found for one submitter: a notebook to grade, or why there is none."""
+
+    source: str                       # where it came from, relative to what was given ("subs/alice/hw.ipynb")
+    sha256: str                       # of the notebook's bytes ("" when unreadable or missing)
+    notebook: nbformat.NotebookNode | None = None
+    rejected: str | None = None       # plain-words reason; set when notebook is None
+    submitter: str = ""               # who handed it in, for people ("alice", "hw.ipynb")
+    missing: bool = False             # the submitter handed in no notebook at all
+
+    @property
+    def id(self) -> str:
+        """The content key: the notebook's hash shortened (the source's for rejects)."""
+        key = self.sha256 or hashlib.sha256(self.source.encode()).hexdigest()
+        return key[:16]
+
+
+def _reject(source: str, data: bytes | None, reason: str) -> IntakeItem:
+    digest = hashlib.sha256(data).hexdigest() if data is not None else ""
+    return IntakeItem(source=source, sha256=digest, rejected=reason)
+
+
+def load_bytes(source: str, data: bytes, *, max_bytes: int = MAX_NOTEBOOK_BYTES) -> IntakeItem:
+    """Validate one notebook given as bytes."""
+    if len(data) > max_bytes:
+        return _reject(source, data, f"the notebook is {len(data):,} bytes, over the limit of {max_bytes:,}")
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return _reject(source, data, "the file is not text (UTF-8): it is not a Jupyter notebook")
+    except json.JSONDecodeError as exc:
+        return _reject(source, data, f"the file is not valid JSON, so not a notebook ({exc.msg}, line {exc.lineno})")
+    if not isinstance(raw, dict) or "cells" not in raw:
+        return _reject(source, data, "the JSON has no 'cells': it is not a Jupyter notebook")
+    major = raw.get("nbformat")
+    if major != SUPPORTED_NBFORMAT:
+        return _reject(source, data, f"notebook format version {major!r} is not supported "
+                       f"(save it with Jupyter as format {SUPPORTED_NBFORMAT})")
+    try:
+        nb = nbformat.reads(data.decode("utf-8"), as_version=SUPPORTED_NBFORMAT)
+        nbformat.validate(nb)
+    except Exception as exc:  # nbformat raises several types; any is a rejection
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        return _reject(source, data, f"the notebook does not follow the nbformat schema: {reason}")
+    if not any(c.cell_type == "code" and c.source.strip() for c in nb.cells):
+        return _reject(source, data, "the notebook has no code to run (no non-empty code cells)")
+    if nb.metadata.get("kernelspec", {}).get("language", "python") not in ("python", ""):
+        return _reject(source, data, "the notebook's kernel is not Python")
+    return IntakeItem(source=source, sha256=hashlib.sha256(data).hexdigest(), notebook=nb)
+
+
+def notebook_bytes(nb: nbformat.NotebookNode) -> bytes:
+    buf = io.StringIO()
+    nbformat.write(nb, buf)
+    return buf.getvalue().encode()

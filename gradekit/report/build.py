@@ -1,0 +1,50 @@
+"""Reports: one :class:`~gradekit.model.Report` per submission, made by name.
+
+``graded`` (the graders ran), ``rejected`` (intake refused the notebook), ``missing``
+(a submitter handed in no notebook) and ``failed`` (the harness failed: status
+``error``, not the student's fault). Every report lists every question of the spec, manual
+ones included, with what it earned (:mod:`gradekit.grading.scoring`).
+"""
+from __future__ import annotations
+
+from .. import __version__
+from ..grading import scoring
+from ..model import AssignmentRef, CellOutput, ExecutionResult, Report, SandboxInfo, SubmissionRef, TestResult
+from ..spec import Assignment
+
+
+def _report(assignment: Assignment, submission: SubmissionRef, status: str, *, reason: str | None = None,
+            tests: list[TestResult] | None = None, **fields) -> Report:
+    tests = list(tests or [])
+    rows = scoring.question_rows(assignment.questions, tests)
+    return Report(
+        assignment=AssignmentRef(assignment.id, assignment.title), submission=submission, status=status,
+        reason=reason, score=scoring.total(rows), auto_points_possible=assignment.auto_points,
+        manual_points_possible=round(assignment.total_points - assignment.auto_points, 6),
+        max_score=assignment.total_points, questions=rows, tests=tests, gradekit=__version__, **fields)
+
+
+def graded(assignment: Assignment, submission: SubmissionRef, *, tests: list[TestResult],
+           execution: ExecutionResult, sandbox: SandboxInfo, seed: int, timing: dict[str, float],
+           notes: list[str], grader_problems: list[str], reason: str | None = None,
+           fingerprint: str | None = None, outputs: dict[str, list[CellOutput]] | None = None) -> Report:
+    """``outputs``: per question, what the cells it points at showed (``shows`` in the spec)."""
+    report = _report(assignment, submission, "graded", reason=reason, tests=tests, execution=execution,
+                     sandbox=sandbox, seed=seed, timing=timing, notes=notes, grader_problems=grader_problems,
+                     fingerprint=fingerprint)
+    for row in report.questions:
+        row.outputs = list((outputs or {}).get(row.id, []))
+    return report
+
+
+def rejected(assignment: Assignment, submission: SubmissionRef, reason: str) -> Report:
+    return _report(assignment, submission, "rejected", reason=reason)
+
+
+def missing(assignment: Assignment, submission: SubmissionRef, reason: str) -> Report:
+    return _report(assignment, submission, "missing", reason=reason)
+
+
+def failed(assignment: Assignment, submission: SubmissionRef, reason: str) -> Report:
+    """The harness (not the notebook) failed: status ``error``."""
+    return _report(assignment, submission, "error", reason=reason)

@@ -1,0 +1,233 @@
+"""Grade a class: intake, one worker process per distinct notebook, a report per submitter.
+
+The steps, in order:
+
+1. intake finds one item per submitter (:mod:`gradekit.intake`);
+2. the graders are collected once, before any submission runs: points that disagree with
+   the spec, or a grader that cannot be imported, stop the batch (:class:`GradersBroken`);
+3. each distinct notebook is graded once, by a worker process of its own
+   (:mod:`.launcher`); a crash, a hang past the hard limit or Ctrl-C ends as a report with
+   the reason, and the rest of the batch goes on;
+4. every submitter gets a report folder of their own (``OUT/<submitter>-<hash>/``), also
+   when their notebook is byte-identical to another's (the report says whose);
+5. ``OUT/gradebook.csv`` covers every report in OUT, the newest per submitter.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+
+import nbformat
+
+from .. import intake
+from ..grading.runner import check_graders
+from ..intake import IntakeItem
+from ..model import BackendChoice, Job, Limits, RecordError, Report, SubmissionRef
+from ..report import build
+from ..report.render.gradebook import gradebook
+from ..report.write import read, write_all, write_atomic
+from ..sandbox import registry
+from ..sandbox.gpus import GpuPool
+from ..spec import Assignment
+from . import launcher, resume
+from .progress import BatchProgress
+from .summary import environment_differences
+
+GRADEBOOK = "gradebook.csv"
+
+
+class GradersBroken(RuntimeError):
+    """The graders disagree with the spec or cannot be collected; no submission was graded."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("the graders are broken, so no submission was graded:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+@dataclasses.dataclass
+class BatchOptions:
+    backend: BackendChoice = dataclasses.field(default_factory=BackendChoice)
+    workers: int = 1
+    limits: Limits | None = None
+    gpus: list[str] = dataclasses.field(default_factory=list)  # one device per running job
+    secret: str = ""
+    progress: bool = True
+    resume: bool = False    # reuse reports whose submission and grading setup are unchanged
+    on_done: Callable[[Report], None] | None = None  # called as each submission finishes (any thread)
+
+
+def report_folder(submitter: str) -> str:
+    """A submitter's report folder name: readable, safe on any file system, and distinct."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", submitter).strip("-.")[:40] or "submission"
+    return f"{slug}-{hashlib.sha256(submitter.encode()).hexdigest()[:8]}"
+
+
+def _ref(item: IntakeItem, identical: list[str] = ()) -> SubmissionRef:
+    return SubmissionRef(id=report_folder(item.submitter), sha256=item.sha256, submitter=item.submitter,
+                         sources=[item.source], identical_to=[s for s in identical if s != item.submitter])
+
+
+def _for_submitter(report: Report, item: IntakeItem, identical: list[str]) -> Report:
+    """The report of an identical notebook, as this submitter's own."""
+    copy = Report.from_json(report.to_json())
+    copy.submission = _ref(item, identical)
+    return copy
+
+
+class _Batch:
+    def __init__(self, assignment: Assignment, out_dir: Path, options: BatchOptions):
+        self.assignment, self.out_dir, self.options = assignment, out_dir, options
+        self.limits = options.limits or assignment.limits
+        self.setup = resume.fingerprint(assignment, self.limits, options.secret)
+        self.run_dir = Path(tempfile.mkdtemp(prefix="gk-"))
+        os.chmod(self.run_dir, 0o711)
+        self.gpus = GpuPool(options.gpus if assignment.gpu != "none" else ())
+        self.procs: dict[str, object] = {}
+        self.stopping = threading.Event()
+        # the same for every submission: found out once (listing a venv's packages takes ~50 ms)
+        self.environment = tuple(environment_differences(registry.make(options.backend), assignment.torch))
+
+    def finish(self, report: Report, progress: BatchProgress, how: str | None = None) -> Report:
+        progress.done(report, how)
+        if self.options.on_done is not None:
+            self.options.on_done(report)
+        return report
+
+    def grade_group(self, items: list[IntakeItem], progress: BatchProgress) -> list[Report]:
+        """Grade one distinct notebook and give each of its submitters a report."""
+        first = items[0]
+        submitters = [i.submitter for i in items]
+        folder = self.out_dir / report_folder(first.submitter)
+        report, how = None, None
+        if self.options.resume:
+            report, how = resume.reusable(folder, first.sha256, self.setup), "reused"
+        if report is None:
+            report, how = self.run_worker(first, folder), None
+        out = []
+        for item in items:
+            mine = _for_submitter(report, item, submitters)
+            if mine.submission != report.submission:  # the worker wrote the first one's already
+                write_all(mine, self.out_dir / mine.submission.id)
+            out.append(self.finish(mine, progress, how))
+        return out
+
+    def run_worker(self, item: IntakeItem, folder: Path) -> Report:
+        """Grade ``item`` in a worker process; its report is in ``folder`` when this returns."""
+        key = item.id
+        nb_path = self.run_dir / f"{key}.ipynb"
+        nbformat.write(item.notebook, str(nb_path))
+        devices = self.gpus.acquire()  # () on the CPU; blocks while every GPU is busy
+        job = Job(assignment=self.assignment.id, course=self.assignment.course, notebook=nb_path,
+                  sha256=item.sha256, submitter=item.submitter, sources=(item.source,), report_dir=folder,
+                  work_root=self.run_dir / key, backend=self.options.backend, limits=self.limits,
+                  hidden=(self.out_dir, self.run_dir), gpus=tuple(devices), secret=self.options.secret,
+                  fingerprint=self.setup, environment=self.environment)
+        job_file = self.run_dir / f"{key}.json"
+        write_atomic(job_file, json.dumps(job.to_json()))
+        os.chmod(job_file, 0o600)
+        wall = self.limits.hard_wall
+        try:
+            (folder / "report.json").unlink(missing_ok=True)
+            if self.stopping.is_set():
+                raise KeyboardInterrupt
+            log_file = self.run_dir / f"{key}.log"
+            proc = launcher.start(job_file, log_file, name=f"gradekit-worker-{key[:12]}")
+            self.procs[key] = proc
+            code = launcher.wait(proc, wall)
+            reason = None
+            if code is None:
+                launcher.kill_group(proc)
+                code = launcher.wait(proc, None)
+                reason = f"grading took longer than the hard limit of {wall:g} s and was stopped"
+            if reason is None and code != 0:
+                reason = f"the grading worker failed (exit {code}): " + " | ".join(launcher.tail(log_file))
+            if self.stopping.is_set() and code and code < 0:
+                reason = "grading was interrupted before this submission finished"
+            if reason is None:
+                try:
+                    return read(folder)
+                except (OSError, ValueError, RecordError) as exc:
+                    reason = f"the grading worker wrote no readable report ({exc})"
+        except KeyboardInterrupt:
+            reason = "grading was interrupted before this submission started"
+        finally:
+            self.procs.pop(key, None)
+            self.gpus.release(devices)
+        failed = build.failed(self.assignment, _ref(item), reason)  # the worker wrote none: the batch does
+        write_all(failed, folder)
+        return failed
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for proc in list(self.procs.values()):
+            launcher.kill_group(proc)
+
+
+def newest_reports(out_dir: Path) -> list[Report]:
+    """Every report in ``out_dir``, the newest per submitter (earlier runs included)."""
+    newest: dict[str, Report] = {}
+    for path in sorted(out_dir.glob("*/report.json")):
+        try:
+            r = read(path.parent)
+        except (OSError, ValueError, RecordError):
+            continue
+        old = newest.get(r.submission.submitter)
+        if old is None or r.created >= old.created:
+            newest[r.submission.submitter] = r
+    return list(newest.values())
+
+
+def write_gradebook(out_dir: Path, assignment: Assignment) -> Path:
+    path = out_dir / GRADEBOOK
+    write_atomic(path, gradebook(newest_reports(out_dir), [q.id for q in assignment.questions]))
+    return path
+
+
+def grade_batch(paths: list[str | Path], assignment: Assignment, out_dir: Path, options: BatchOptions) -> list[Report]:
+    """Grade every submission in ``paths``; returns this run's reports, one per submitter."""
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    problems = check_graders(assignment)
+    if problems:
+        raise GradersBroken(problems)
+    items = intake.collect(paths, assignment.id)
+    groups: dict[str, list[IntakeItem]] = {}
+    for item in items:
+        if item.notebook is not None:
+            groups.setdefault(item.sha256, []).append(item)
+    batch = _Batch(assignment, out_dir, options)
+    results: list[Report] = []
+    with BatchProgress(len(items), options.progress) as progress:
+        for item in items:
+            if item.notebook is None:
+                make = build.missing if item.missing else build.rejected
+                report = make(assignment, _ref(item), item.rejected)
+                write_all(report, out_dir / report.submission.id)
+                results.append(batch.finish(report, progress))
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
+                futures = [pool.submit(batch.grade_group, group, progress) for group in groups.values()]
+                try:
+                    pending = set(futures)
+                    while pending:  # wake up now and then so Ctrl-C is heard
+                        _, pending = wait(pending, timeout=0.5)
+                except KeyboardInterrupt:
+                    batch.stop()
+                    for f in futures:
+                        f.cancel()
+                    raise
+                for f in futures:
+                    results.extend(f.result())
+        finally:
+            shutil.rmtree(batch.run_dir, ignore_errors=True)
+            write_gradebook(out_dir, assignment)
+    return results

@@ -1,0 +1,126 @@
+"""Grade one submission, end to end: a :class:`~gradekit.model.Job` in, a Report out.
+
+:mod:`gradekit.run.batch` runs :func:`forked_main` per submission in a process forked
+from a fork server that has imported this module once, so that a crash, a hang or a leak
+in one grading run costs that submission alone; ``python -m gradekit.run.worker JOB.json``
+does the same from a fresh interpreter. :func:`grade` is the in-process core, which
+``gradekit check`` and the Gradescope runner call directly.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+from ..bridge.host import Submission
+from ..grading.runner import run_graders
+from ..grading.seeds import submission_seed
+from ..kernel.session import KernelSession
+from ..model import Job, KernelJob, Limits, Report, SandboxInfo, SubmissionRef
+from ..report import build
+from ..report.write import write_all, write_atomic
+from ..sandbox import registry
+from ..sandbox.base import Sandbox
+from ..spec import Assignment, load
+from . import summary
+from .outputs import question_outputs
+
+SUSPICIOUS_FILES = ("results.json", "report.json", "gradebook.csv")
+
+
+def _tampering_notes(submission: Submission) -> list[str]:
+    """Files the notebook wrote that look like grading output: ignored, and said so."""
+    try:
+        found = submission.files_named(list(SUSPICIOUS_FILES))
+    except AssertionError:  # the kernel is gone or will not say: no note, nothing lost
+        return []
+    return [f"Your notebook wrote `{path}`; it was ignored: scores come only from the graders."
+            for path in found]
+
+
+def grade(assignment: Assignment, nb: nbformat.NotebookNode, *, submission: SubmissionRef, sandbox: Sandbox,
+          job_root: Path, limits: Limits, hidden: tuple[Path, ...] = (), gpus: tuple[str, ...] = (),
+          include_hidden: bool = True, secret: str = "", executed_path: Path | None = None,
+          environment: tuple[str, ...] | None = None) -> Report:
+    """Run the notebook in ``sandbox``, run the graders over it, and return the report.
+    With ``executed_path``, the notebook with its (capped) outputs is saved there for staff.
+    ``environment``: how the backend's kernel packages differ from the list, when the
+    caller already knows (a batch finds out once); else it is found out here."""
+    t0 = time.monotonic()
+    seed = submission_seed(submission.sha256, assignment.id, secret)
+    job = KernelJob(id=submission.id, root=job_root, limits=limits, gpus=gpus, data_dir=assignment.data_dir,
+                    hidden_paths=tuple(hidden) + assignment.secret_paths())
+    job.root.mkdir(parents=True, exist_ok=True)
+    session = KernelSession(sandbox, job)
+    try:
+        execution = session.execute(nb)
+        t_exec = time.monotonic() - t0
+        if executed_path is not None:
+            write_atomic(executed_path, nbformat.writes(nb))
+        shown = question_outputs(assignment, nb)
+        bridge = Submission(session, call_timeout=limits.call_timeout, seed=seed, source=submission.submitter)
+        notes = _tampering_notes(bridge)
+        defined = summary.defined_names(bridge, assignment)
+        tests, problems, t_grade = run_graders(assignment, bridge, include_hidden=include_hidden,
+                                               log_path=job.root / "pytest.log")
+    finally:
+        session.close()
+    info = SandboxInfo(backend=sandbox.name, isolated=sandbox.isolated, limits=limits, gpus=list(gpus),
+                       mode=sandbox.mode, environment=list(
+                           summary.environment_differences(sandbox, assignment.torch) if environment is None else environment))
+    return build.graded(
+        assignment, submission, tests=tests, execution=execution, sandbox=info, seed=seed,
+        timing={"total": round(time.monotonic() - t0, 3), "execute": round(t_exec, 3), "grade": round(t_grade, 3)},
+        notes=notes, grader_problems=problems, reason=summary.reason(assignment, execution, defined, tests),
+        outputs=shown)
+
+
+def run_job(job: Job) -> Report:
+    """Grade ``job`` and write its report; returns the report."""
+    assignment = load(job.assignment, job.course)
+    nb = nbformat.read(str(job.notebook), as_version=4)
+    sandbox = registry.make(job.backend)
+    sandbox.check()
+    ref = SubmissionRef(id=job.report_dir.name, sha256=job.sha256, submitter=job.submitter, sources=list(job.sources))
+    report = grade(assignment, nb, submission=ref, sandbox=sandbox, job_root=job.work_root, limits=job.limits,
+                   hidden=job.hidden, gpus=job.gpus, secret=job.secret,
+                   executed_path=job.report_dir / "executed.ipynb", environment=job.environment)
+    report.fingerprint = job.fingerprint or None  # lets `grade --resume` reuse this report
+    write_all(report, job.report_dir)
+    return report
+
+
+def main(argv: list[str]) -> int:
+    run_job(Job.from_json(json.loads(Path(argv[0]).read_text())))
+    return 0
+
+
+def forked_main(job_file: str, log_file: str, environ: dict[str, str], cwd: str) -> None:
+    """Entry point of a worker forked from the batch's fork server."""
+    detach(log_file, environ, cwd)
+    sys.exit(main([job_file]))
+
+
+def detach(log_file: str, environ: dict[str, str], cwd: str) -> None:
+    """Make a forked process a worker of its own.
+
+    The fork server was started once, with the environment and directory of that moment;
+    the batch's current ones are applied here. The worker leads a process group of its own
+    (the batch kills the group at the hard limit) and writes its output to ``log_file``.
+    """
+    os.setsid()
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(cwd)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

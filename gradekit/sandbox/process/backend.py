@@ -1,0 +1,258 @@
+"""The process backend: the kernel runs as an unprivileged user, confined as far as the OS allows.
+
+Used where no container engine is available (inside Gradescope's container, on a
+workstation without Docker) and for ``gradekit check``. Its mode is decided once per
+process by trying the real launcher:
+
+* ``namespaces`` (root, and the OS allows ``unshare``): the full sandbox of
+  :mod:`gradekit.sandbox.process.confine` — secrets covered, no network, own PID namespace,
+  cgroup limits — running as the ``gradekit-sandbox`` user.
+* ``uid-drop`` (root in a container that refuses namespaces): the kernel runs as a uid of
+  its own (per job, so jobs cannot signal each other or share a process limit) with
+  rlimits and ``no_new_privs``. It sees the filesystem and the network, so every hidden
+  path must be unreadable to other users — checked before each job — and whatever the job
+  leaves running is killed at cleanup.
+* ``same-user`` (not root): the kernel runs as you, with nothing hidden; fit only for a
+  student checking their own notebook, and said so.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ...model import KernelJob, Limits
+from ..base import Sandbox, SandboxUnavailable, describe_returncode
+
+SANDBOX_USER = "gradekit-sandbox"
+SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # private to each kernel in namespaces mode
+UID_DROP_BASE = 200_000_000     # uid-drop mode: per-job uids from here (no passwd entry needed)
+UID_DROP_SPAN = 1_000_000_000
+
+
+def ensure_user(name: str = SANDBOX_USER) -> tuple[int, int]:
+    """The sandbox user's (uid, gid), created as a system user without a home if missing."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        proc = subprocess.run([useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                               "--shell", "/usr/sbin/nologin", "--user-group", name],
+                              capture_output=True, text=True)
+        if proc.returncode not in (0, 9):  # 9: it appeared meanwhile (another worker)
+            raise SandboxUnavailable(f"could not create the sandbox user {name!r}: {proc.stderr.strip()}")
+        entry = pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _private_dirs() -> list[str]:
+    """Home folders and the like that may hold secrets of the host's users."""
+    return [d for d in ("/root", "/home") if os.path.isdir(d)]
+
+
+def _interpreter_dirs() -> list[str]:
+    """The folders the kernel's Python needs (venv and base installation)."""
+    return sorted({os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)})
+
+
+def readable_by_others(path: Path) -> bool:
+    """Could a user with no group in common with the owner reach ``path``'s contents?"""
+    path = Path(path).resolve()
+    try:
+        if not path.stat().st_mode & (stat.S_IROTH if path.is_file() else stat.S_IROTH | stat.S_IXOTH):
+            return False
+        return all(p.stat().st_mode & stat.S_IXOTH for p in path.parents)
+    except FileNotFoundError:
+        return False
+
+
+def kill_uid(uid: int, rounds: int = 10) -> int:
+    """SIGKILL every process of ``uid``; returns how many were killed."""
+    killed = 0
+    for _ in range(rounds):
+        found = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/status") as fh:
+                    uids = next(line for line in fh if line.startswith("Uid:")).split()[1:]
+            except (OSError, StopIteration):
+                continue
+            if str(uid) in uids:
+                found += 1
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                    killed += 1
+                except ProcessLookupError:
+                    pass
+        if not found:
+            break
+        time.sleep(0.1)
+    return killed
+
+
+class ProcessSandbox(Sandbox):
+    name = "process"
+    _probed: dict[str, tuple[bool, str]] = {}   # per interpreter: can namespaces be made here?
+
+    def __init__(self, user: str = SANDBOX_USER):
+        super().__init__(user=user)
+        self.user = user
+        self.mode = "namespaces" if os.geteuid() == 0 else "same-user"
+        self.why = ""
+        self.isolated = self.mode != "same-user"
+        self._ids: tuple[int, int] | None = None
+
+    def check(self) -> None:
+        if sys.platform != "linux":
+            raise SandboxUnavailable("the process sandbox needs Linux")
+        if self.mode == "same-user":
+            return
+        self._ids = ensure_user(self.user)
+        ok, why = self._probe()
+        if ok:
+            return
+        if "unshare" not in why:  # something else broke: say so rather than confine less
+            raise SandboxUnavailable(f"the process sandbox could not start a confined process: {why}")
+        self.mode, self.why = "uid-drop", why
+
+    def _probe(self) -> tuple[bool, str]:
+        """Run the real launcher once, in namespaces mode, on ``python -c pass``."""
+        if sys.executable not in self._probed:
+            with tempfile.TemporaryDirectory(prefix="gk-probe-") as tmp:
+                os.chmod(tmp, 0o711)
+                job = KernelJob(id="probe", root=Path(tmp) / "job", limits=Limits(total_timeout=20))
+                job.root.mkdir()
+                self.prepare(job)
+                cmd = self.wrap([sys.executable, "-c", "pass"], job)
+                try:
+                    proc = subprocess.run(cmd, env=self.environment(job), cwd=job.work_dir,
+                                          capture_output=True, text=True, timeout=60)
+                    lines = proc.stderr.strip().splitlines()
+                    result = (proc.returncode == 0, lines[-1] if lines else f"exit {proc.returncode}")
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    result = (False, str(exc))
+            self._probed[sys.executable] = result
+        return self._probed[sys.executable]
+
+    @property
+    def warning(self) -> str | None:
+        if self.mode == "same-user":
+            return ("the process sandbox is not running as root, so the kernel runs as you, can read "
+                    "your files and reach the network: fine for checking your own notebook, not for grading others'")
+        if self.mode == "uid-drop":
+            return (f"namespaces are not allowed here ({self.why}): the kernel runs as a user of its own with "
+                    "per-process limits, but can reach the network; secret folders must be unreadable to other users")
+        return None
+
+    def kernel_packages(self) -> dict[str, str] | None:
+        """The kernel runs this interpreter: its packages are this environment's."""
+        from ..environment import installed
+        return installed()
+
+    def _job_ids(self, job: KernelJob) -> tuple[int, int]:
+        if self.mode == "uid-drop":  # one uid per job: no shared process limit, no signals between jobs
+            n = UID_DROP_BASE + int(hashlib.sha256(str(job.root).encode()).hexdigest(), 16) % UID_DROP_SPAN
+            return n, n
+        return self._ids or ensure_user(self.user)
+
+    def prepare(self, job: KernelJob) -> None:
+        super().prepare(job)
+        if self.mode == "same-user":
+            return
+        if self.mode == "uid-drop":
+            exposed = [str(p) for p in job.hidden_paths  # the job's own ancestors must be traversable
+                       if readable_by_others(p) and not job.root.resolve().is_relative_to(Path(p).resolve())]
+            if exposed:
+                raise SandboxUnavailable(
+                    f"namespaces are not allowed here ({self.why}), so the kernel could read "
+                    f"{', '.join(exposed)}; make them unreadable to other users (chmod 700), or grade where "
+                    "namespaces are allowed (as root on the host, or with the docker sandbox)")
+        uid, gid = self._job_ids(job)
+        os.chmod(job.root, 0o711)  # the user may pass through to its folders, not list them
+        for d in (job.work_dir, job.ipc_dir):
+            os.chown(d, uid, gid)
+            os.chmod(d, 0o700)
+
+    def grant_connection_file(self, job: KernelJob) -> None:
+        if self.mode != "same-user":
+            os.chown(job.connection_file, *self._job_ids(job))
+
+    def _spec(self, job: KernelJob) -> dict:
+        uid, gid = self._job_ids(job)
+        covers = [str(p) for p in job.hidden_paths] + _private_dirs()
+        hidden_too = covers + list(SCRATCH_DIRS)  # the launcher covers these with private tmpfs
+        exposes = [d for d in _interpreter_dirs()
+                   if any(d == c or d.startswith(c.rstrip("/") + "/") for c in hidden_too)]
+        lim = job.limits
+        return {
+            "name": f"{job.id}-{os.getpid()}",
+            "namespaces": self.mode == "namespaces",
+            "uid": uid, "gid": gid,
+            "cover": covers, "expose": exposes, "scratch": list(SCRATCH_DIRS),
+            "work_dir": str(job.work_dir), "ipc_dir": str(job.ipc_dir),
+            "data_dir": str(job.data_dir) if job.data_dir else None,
+            "data_mount": str(job.work_dir / "data") if job.data_dir else None,
+            "disk_mb": lim.disk_mb,
+            "cgroups": self.mode == "namespaces" and _cgroups_available(),
+            "exit_file": str(job.root / "exit.json"),
+            "limits": {"memory_mb": lim.memory_mb, "pids": lim.pids, "file_size_mb": lim.file_size_mb,
+                       "total_timeout": lim.total_timeout, "cpus": lim.cpus},
+        }
+
+    def wrap(self, kernel_cmd: list[str], job: KernelJob) -> list[str]:
+        if self.mode == "same-user":
+            return kernel_cmd
+        try:
+            (job.root / "exit.json").unlink()
+        except FileNotFoundError:
+            pass
+        return [sys.executable, "-m", "gradekit.sandbox.process.confine", json.dumps(self._spec(job)), "--", *kernel_cmd]
+
+    def environment(self, job: KernelJob) -> dict[str, str]:
+        env = super().environment(job)
+        env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+        env["USER"] = env["LOGNAME"] = self.user  # getpass.getuser() needs no passwd entry then
+        if job.data_dir:
+            env["GRADEKIT_DATA"] = str(job.work_dir / "data") if self.mode == "namespaces" else str(job.data_dir)
+        return env
+
+    def kill(self, job: KernelJob) -> None:
+        if self.mode == "uid-drop":  # no PID namespace to take the job's processes with it
+            kill_uid(self._job_ids(job)[0])
+
+    def cleanup(self, job: KernelJob) -> None:
+        self.kill(job)
+
+    def describe_exit(self, job: KernelJob, returncode: int | None) -> str:
+        try:
+            record = json.loads((job.root / "exit.json").read_text())
+        except (OSError, ValueError):
+            record = {}
+        if record.get("oom"):
+            return f"the kernel ran out of memory (limit {job.limits.memory_mb} MB) and was killed"
+        if record.get("signal"):
+            return describe_returncode(-record["signal"], job.limits)
+        if returncode == 121:
+            return "the sandbox could not confine the kernel (see the harness log)"
+        return describe_returncode(returncode, job.limits)
+
+
+def _cgroups_available() -> bool:
+    """Can we make a memory+pids cgroup here (v2 with the memory controller, or v1)?"""
+    if os.geteuid() != 0:
+        return False
+    root = Path("/sys/fs/cgroup")
+    if (root / "cgroup.controllers").exists():
+        return "memory" in (root / "cgroup.controllers").read_text() and os.access(root, os.W_OK)
+    return os.access(root / "memory", os.W_OK) and os.access(root / "pids", os.W_OK)

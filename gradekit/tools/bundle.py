@@ -1,0 +1,76 @@
+"""The student bundle: what students need to check their notebook, and nothing hidden.
+
+``gradekit assign ID`` writes ``build/student/ID.zip``::
+
+    ID/ID.ipynb                          the student template
+    ID/gradekit.toml                     makes the folder a course, so `gradekit check` finds it
+    ID/assignments/ID/assignment.toml    the spec (questions, points, limits)
+    ID/assignments/ID/public_tests/      the public tests
+    ID/gradekit/                         the checker (the engine; no graders, no reference code)
+    ID/README.md                         how to install and run the checker
+
+No master notebook, no graders, no reference implementations: tests check this.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from .. import __version__
+from ..course import CONFIG_NAME
+from ..spec import Assignment
+
+ENGINE = Path(__file__).resolve().parents[1]
+CHECKER_REQUIREMENTS = ["numpy", "nbformat", "nbclient", "jupyter_client", "ipykernel", "pytest", "rich",
+                        "jinja2", "markdown-it-py", "tomli"]  # tomli: Python 3.10 reads TOML with it
+
+
+def readme(assignment: Assignment) -> str:
+    aid = assignment.id
+    return f"""# {assignment.title}
+
+Your notebook is `{aid}.ipynb`. Work in it, then check it against the public tests:
+
+```
+python -m venv .venv && .venv/bin/pip install {' '.join(CHECKER_REQUIREMENTS)}
+.venv/bin/python -m gradekit check {aid}.ipynb
+```
+
+(run these commands in this folder; on Windows use `.venv\\Scripts\\python`). The check runs
+your notebook from top to bottom in a fresh kernel, then the public tests, and prints one
+line per question. Passing the public tests does not guarantee full marks: hidden tests run
+when you submit, on inputs of their own. Questions marked "graded by course staff" are
+read by a person.
+
+Hand in `{aid}.ipynb` (not this folder).
+
+Made by gradekit {__version__}.
+"""
+
+
+def _add(zf: zipfile.ZipFile, name: str, data: bytes | str) -> None:
+    info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o100644 << 16
+    zf.writestr(info, data.encode() if isinstance(data, str) else data)
+
+
+def write_bundle(assignment: Assignment, out: Path | None = None) -> Path:
+    aid = assignment.id
+    out = Path(out) if out else assignment.course / "build" / "student" / f"{aid}.zip"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with zipfile.ZipFile(tmp, "w") as zf:
+        _add(zf, f"{aid}/{aid}.ipynb", assignment.template_path.read_bytes())
+        _add(zf, f"{aid}/{CONFIG_NAME}", f'# A gradekit course folder: `gradekit check` finds {aid} here.\ntitle = "{aid} (student bundle)"\n')
+        _add(zf, f"{aid}/assignments/{aid}/assignment.toml", (assignment.root / "assignment.toml").read_bytes())
+        if assignment.public_tests_dir.is_dir():
+            for f in sorted(assignment.public_tests_dir.rglob("*.py")):
+                _add(zf, f"{aid}/assignments/{aid}/public_tests/{f.relative_to(assignment.public_tests_dir).as_posix()}",
+                     f.read_bytes())
+        for f in sorted(ENGINE.rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc":
+                _add(zf, f"{aid}/gradekit/{f.relative_to(ENGINE).as_posix()}", f.read_bytes())
+        _add(zf, f"{aid}/README.md", readme(assignment))
+    tmp.replace(out)
+    return out

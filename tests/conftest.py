@@ -1,0 +1,65 @@
+"""Fixtures shared by the project's tests: the Docker engine and the light grading image.
+
+Without a Docker engine the tests that need one cannot mean anything, so under CI
+(``CI=true``) they FAIL with the reason (``make test`` starts the engine with
+scripts/ensure-docker.sh first); elsewhere they are skipped with the same reason.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# The tests live in one folder per pipeline stage; `support` (shared helpers) sits here.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gradekit.sandbox.docker.engine import engine_available, engine_help, list_containers  # noqa: E402
+
+
+def _unavailable(reason: str):
+    msg = (f"{reason}\n{engine_help(reason)}\n"
+           "(run: scripts/ensure-docker.sh --light, or make test, which does it)")
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail("Docker tests cannot run under CI: " + msg, pytrace=False)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> str:
+    from gradekit.sandbox.docker.image import ImageError, docker_cli
+    try:
+        cli = docker_cli()
+    except ImageError as e:
+        _unavailable(str(e))
+    if not engine_available(cli):
+        _unavailable("no Docker engine answers")
+    return cli
+
+
+@pytest.fixture(scope="session")
+def light_image(docker_engine) -> str:
+    """The grading image without torch (built on first use, as `gradekit grade` would)."""
+    from gradekit.sandbox.docker import image
+    try:
+        tag = image.ensure(torch=False)
+    except image.ImageError as e:
+        _unavailable(f"the light grading image is missing and could not be built: {e}")
+    os.environ["GRADEKIT_IMAGE_LIGHT"] = tag
+    return tag
+
+
+@pytest.fixture
+def no_leftover_containers(docker_engine):
+    """Fails the test when a gradekit container started during it is still there."""
+    before = {c["name"] for c in list_containers(docker_engine)}
+    yield
+    after = [c for c in list_containers(docker_engine) if c["name"] not in before]
+    assert not after, f"containers left behind: {after}"
+
+
+def docker_ps_names(cli: str) -> set[str]:
+    out = subprocess.run([cli, "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True)
+    return set(out.stdout.split())

@@ -1,0 +1,129 @@
+"""Intake refuses bad input with a plain reason, and never touches the filesystem for zips."""
+from __future__ import annotations
+
+import io
+import json
+import stat
+import zipfile
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from gradekit import intake
+import sys
+
+import gradekit.intake.collect  # noqa: F401 - the module, for monkeypatching its limit
+
+intake.collect_module = sys.modules["gradekit.intake.collect"]
+
+
+def _nb(code="x = 1") -> bytes:
+    nb = new_notebook()
+    nb.cells = [new_code_cell(code)]
+    return nbformat.writes(nb).encode()
+
+
+def test_valid_notebook_is_accepted_and_keyed_by_content(tmp_path):
+    data = _nb()
+    (tmp_path / "a.ipynb").write_bytes(data)
+    (tmp_path / "b.ipynb").write_bytes(data)
+    subs = intake.collect([tmp_path])
+    assert [s.rejected for s in subs] == [None, None]
+    assert subs[0].sha256 == subs[1].sha256 and len(subs[0].id) == 16
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"{not json", "not valid JSON"),
+    (b"\xff\xfe\x00", "not text"),
+    (json.dumps({"cells": [], "nbformat": 3, "nbformat_minor": 0, "metadata": {}}).encode(), "version 3"),
+    (json.dumps({"hello": 1}).encode(), "no 'cells'"),
+    (json.dumps({"cells": [{"cell_type": "code"}], "nbformat": 4, "nbformat_minor": 5, "metadata": {}}).encode(), "schema"),
+    (nbformat.writes(new_notebook()).encode(), "no code"),
+])
+def test_bad_notebooks_are_rejected_with_a_reason(tmp_path, data, reason):
+    (tmp_path / "x.ipynb").write_bytes(data)
+    sub, = intake.collect([tmp_path / "x.ipynb"])
+    assert sub.notebook is None and reason in sub.rejected
+
+
+def test_non_notebook_and_missing_and_oversize(tmp_path, monkeypatch):
+    (tmp_path / "essay.pdf").write_bytes(b"%PDF")
+    assert "not a notebook" in intake.collect([tmp_path / "essay.pdf"])[0].rejected
+    assert "no such file" in intake.collect([tmp_path / "nope.ipynb"])[0].rejected
+    monkeypatch.setattr(intake.collect_module, "MAX_NOTEBOOK_BYTES", 100)
+    (tmp_path / "big.ipynb").write_bytes(_nb("x = '" + "a" * 500 + "'"))
+    assert "over the limit" in intake.collect([tmp_path / "big.ipynb"])[0].rejected
+
+
+def test_symlinked_submission_is_refused(tmp_path):
+    (tmp_path / "real.ipynb").write_bytes(_nb())
+    (tmp_path / "link.ipynb").symlink_to(tmp_path / "real.ipynb")
+    assert "symbolic link" in intake.collect([tmp_path / "link.ipynb"])[0].rejected
+
+
+def _zip(entries: list[tuple[str, bytes, int | None]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data, mode in entries:
+            info = zipfile.ZipInfo(name)
+            if mode is not None:
+                info.external_attr = mode << 16
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def test_zip_export_with_hostile_entries(tmp_path):
+    (tmp_path / "class.zip").write_bytes(_zip([
+        ("alice/hw.ipynb", _nb("a = 1"), None),
+        ("../escape.ipynb", _nb(), None),
+        ("/etc/abs.ipynb", _nb(), None),
+        ("link.ipynb", b"/etc/passwd", stat.S_IFLNK | 0o777),
+        ("__MACOSX/alice/._hw.ipynb", b"junk", None),
+        ("bob/notes.txt", b"hi", None),
+        ("carol/hw.ipynb", b"{broken", None),
+    ]))
+    subs = {s.source.split(":", 1)[1]: s for s in intake.collect([tmp_path / "class.zip"])}
+    assert subs["alice/hw.ipynb"].notebook is not None
+    assert "leaves the archive" in subs["../escape.ipynb"].rejected
+    assert "absolute" in subs["/etc/abs.ipynb"].rejected
+    assert "symbolic link" in subs["link.ipynb"].rejected
+    assert "not valid JSON" in subs["carol/hw.ipynb"].rejected
+    assert not any("MACOSX" in k or k.endswith(".txt") for k in subs)
+    assert not (tmp_path.parent / "escape.ipynb").exists()
+
+
+def test_unreadable_and_empty_zip(tmp_path):
+    (tmp_path / "bad.zip").write_bytes(b"PK not really")
+    assert "cannot be read" in intake.collect([tmp_path / "bad.zip"])[0].rejected
+    (tmp_path / "empty.zip").write_bytes(_zip([("readme.txt", b"x", None)]))
+    assert "no .ipynb" in intake.collect([tmp_path / "empty.zip"])[0].rejected
+
+
+def test_two_submitters_of_one_name_stay_two(tmp_path):
+    for section in ("a", "b"):
+        (tmp_path / section).mkdir()
+        (tmp_path / section / "hw.ipynb").write_bytes(_nb(f"x = '{section}'"))
+    items = intake.collect([tmp_path / "a", tmp_path / "b"])
+    assert len({i.submitter for i in items}) == 2 and all("hw.ipynb" in i.submitter for i in items)
+
+
+def test_a_zip_made_on_windows_names_its_submitters(tmp_path):
+    (tmp_path / "class.zip").write_bytes(_zip([("alice\\hw.ipynb", _nb(), None)]))
+    item, = intake.collect([tmp_path / "class.zip"])
+    assert item.submitter == "alice" and item.notebook is not None and item.source == "class.zip:alice\\hw.ipynb"
+
+
+def test_a_deep_submitter_folder_is_not_walked_to_the_bottom(tmp_path):
+    """os.walk recurses once per level: a tree deeper than Python's recursion limit would
+    crash intake. gradekit looks MAX_FOLDER_DEPTH deep, no deeper."""
+    path = tmp_path / "class" / "mallory"
+    for _ in range(intake.collect_module.MAX_FOLDER_DEPTH + 5):
+        path = path / "d"
+    path.mkdir(parents=True)
+    (path / "hw.ipynb").write_bytes(_nb())
+    (tmp_path / "class" / "alice").mkdir()
+    (tmp_path / "class" / "alice" / "hw.ipynb").write_bytes(_nb())
+    items = {i.submitter: i for i in intake.collect([tmp_path / "class"])}
+    assert items["alice"].notebook is not None
+    assert items["mallory"].missing  # its notebook is below the depth gradekit looks at
