@@ -102,6 +102,7 @@ class Limits(Record):
     file_size_mb: int = 256        # largest single file the kernel may write
     disk_mb: int = 512             # size of each writable folder of the kernel (tmpfs)
     output_bytes: int = 64_000     # cell output kept per cell in the report
+    max_cells: int = 1000          # code cells run (and reported) at most
     cell_timeout: float = 120.0    # seconds for one cell
     total_timeout: float = 900.0   # seconds for the whole notebook
     call_timeout: float = 60.0     # seconds for one bridge call made by a grader
@@ -114,6 +115,7 @@ class Limits(Record):
         "file_size_mb": "largest single file the kernel may write, MB",
         "disk_mb": "size of each folder the kernel may write, MB",
         "output_bytes": "cell output kept per cell in the report, bytes",
+        "max_cells": "code cells of a notebook that are run and reported, at most",
         "cell_timeout": "time limit of one cell, s",
         "total_timeout": "time limit of the whole notebook, s",
         "call_timeout": "time limit of one bridge call made by a grader, s",

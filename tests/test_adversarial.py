@@ -173,6 +173,17 @@ ATTACKS: dict[str, list[str]] = {
 }
 
 
+ATTACKS.update({
+    # issue 17.4: exceptions with huge messages are cut like any output
+    "huge-errors": ["raise ValueError('x' * 8_000_000)"] * 3,
+    # issue 17.14: more code cells than limits.max_cells (MAX_CELLS below) are not run
+    "many-cells": ["x_many = 1"] * 80,
+    # issue 17.15: the kernel dies after slow cells, again and again: replays count against the time limit
+    "replay-bomb": ["import time\ntime.sleep(%d)" % (CELL_TIMEOUT - 3)] * 6 + ["import os\nos._exit(1)"] * 3,
+})
+MAX_CELLS = 60
+
+
 class LoopbackServer:
     """A TCP listener on the host's 127.0.0.1 that records who connects (bounded)."""
 
@@ -239,7 +250,7 @@ def corpus(request, tmp_path_factory):
     for name, nb in notebooks.items():
         nbformat.write(nb, str(src / f"{name}.ipynb"))
     limits = assignment.limits.replace(cell_timeout=CELL_TIMEOUT, total_timeout=TOTAL_TIMEOUT,
-                                       memory_mb=1024, pids=128, disk_mb=256)
+                                       memory_mb=1024, pids=128, disk_mb=256, max_cells=MAX_CELLS)
     backend = request.param
     needs_root()
     if backend == "docker":
@@ -261,7 +272,7 @@ def corpus(request, tmp_path_factory):
     leftovers = ([c for c in list_containers(docker_engine) if c["name"] not in before] if backend == "docker"
                  else _sandbox_processes())
     sleepers = subprocess.run(["pgrep", "-f", f"sleep {SLEEP_MARK}"], capture_output=True, text=True).stdout
-    yield {"backend": backend, "reports": by_name, "elapsed": elapsed, "server": server, "leftovers": leftovers,
+    yield {"backend": backend, "reports": by_name, "out": tmp / "out", "elapsed": elapsed, "server": server, "leftovers": leftovers,
            "sleepers": sleepers, "procs_before": procs_before, "limits": limits,
            "points": assignment.auto_points}
     CANARY.unlink(missing_ok=True)
@@ -323,7 +334,7 @@ def test_clean_submission_is_unaffected(corpus):
 
 @pytest.mark.parametrize("name", [n for n in ATTACKS if n not in (
     "memory-bomb", "kill-pid-1", "uninterruptible-loop", "host-paths-and-symlinks", "decoder-exploit",
-    "stdout-1gb")])
+    "stdout-1gb", "replay-bomb")])
 def test_answers_before_the_attack_still_score(corpus, name):
     """The attack cells come after correct answers: those are graded as usual."""
     rep = report(corpus, name)
@@ -482,3 +493,29 @@ def test_values_crafted_for_the_decoder_are_refused(corpus):
     assert not PWNED.exists(), "a pickle from the kernel was loaded on the host"
     assert rep["score"] == 0, [(t["name"], t["status"], t["message"][:200]) for t in rep["tests"]]
     assert all(t["message"] for t in rep["tests"] if t["status"] != "passed")
+
+
+def test_huge_error_messages_are_cut(corpus):
+    rep = report(corpus, "huge-errors")
+    cells = attack_cells(rep, "huge-errors")
+    assert all(c["status"] == "error" and c["output_truncated"] and len(c["error"]) <= 500 for c in cells), explain(rep)
+    assert len(json.dumps(rep)) < 300_000
+    executed = corpus["out"] / rep["submission"]["id"] / "executed.ipynb"
+    assert executed.stat().st_size < 1_000_000, executed.stat().st_size   # 24 MB of messages were sent
+    assert rep["score"] == corpus["points"], explain(rep)
+
+
+def test_cells_past_the_limit_are_not_run(corpus):
+    rep = report(corpus, "many-cells")
+    cells = rep["execution"]["cells"]
+    assert len(cells) <= MAX_CELLS + 1, len(cells)
+    assert cells[-1]["status"] == "skipped" and f"only the first {MAX_CELLS}" in cells[-1]["error"], cells[-1]
+    assert "limits.max_cells" in rep["execution"]["message"]
+    assert rep["score"] == corpus["points"], explain(rep)
+
+
+def test_replays_count_against_the_time_limit(corpus):
+    rep = report(corpus, "replay-bomb")
+    ex = rep["execution"]
+    assert ex["restarts"] >= 1 and ex["duration"] < TOTAL_TIMEOUT + 15, (ex["duration"], explain(rep))
+    assert any(c["status"] == "skipped" for c in attack_cells(rep, "replay-bomb")), explain(rep)

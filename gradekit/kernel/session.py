@@ -4,11 +4,14 @@ nbclient executes the cells; we add what grading needs on top:
 
 * per-cell and whole-notebook time limits (a slow cell is interrupted and recorded, and
   the next cell still runs);
-* outputs capped per cell, so 1 GB of prints costs the grader nothing;
+* outputs capped per cell, so 1 GB of prints costs the grader nothing, and an error's
+  message and traceback capped too (a 40 MB exception message is cut, not stored);
+* at most ``limits.max_cells`` code cells run: a notebook of 100 000 cells is cut, and said so;
 * a cell that raises is recorded, and execution goes on, so later questions can earn;
 * when the kernel dies (``os._exit``, out of memory, killed) or hangs past an interrupt,
   it is restarted and the cells that had run to their end (cleanly or with an error) are
-  replayed, then execution goes on after the fatal cell. At most ``MAX_RESTARTS`` times.
+  replayed, then execution goes on after the fatal cell. At most ``MAX_RESTARTS`` times, and
+  replays count against the notebook's time limit like any other cell.
 
 The kernel outlives the notebook: graders talk to it through :mod:`gradekit.bridge.host`.
 jupyter_client's async manager runs on an event loop in a background thread; the
@@ -56,7 +59,11 @@ class _CappedClient(NotebookClient):
         size = len(json.dumps(msg["content"], default=str))
         used = self._bytes.get(cell_index, 0) + size
         self._bytes[cell_index] = used
-        if used > self.output_cap and msg["msg_type"] != "error":
+        if msg["msg_type"] == "error" and size > self.output_cap:
+            # an error is kept (it says what went wrong), but cut to the cap like any output
+            self.truncated.add(cell_index)
+            msg = dict(msg, content=_capped_error(msg["content"], self.output_cap))
+        elif used > self.output_cap and msg["msg_type"] != "error":
             if cell_index not in self.truncated:
                 self.truncated.add(cell_index)
                 outs.append(nbformat.v4.new_output(
@@ -68,6 +75,18 @@ class _CappedClient(NotebookClient):
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TRACEBACK_CHARS = 4000
+
+
+def _capped_error(content: dict, cap: int) -> dict:
+    """An error message's content within ``cap`` bytes: the name, the start of the message,
+    the last frames of the traceback (each cut)."""
+    ename = str(content.get("ename", "Error"))[:200]
+    evalue = str(content.get("evalue", ""))
+    keep = max(200, cap // 4)
+    if len(evalue) > keep:
+        evalue = evalue[:keep] + f"… [gradekit: message cut, {len(evalue):,} characters in all]"
+    frames = [str(f)[:keep // 4] for f in list(content.get("traceback", []))[-8:]]
+    return {"ename": ename, "evalue": evalue, "traceback": frames}
 
 
 def _error_of(cell) -> str | None:
@@ -162,8 +181,9 @@ class KernelSession:
         km = self._client.km if self._client else None
         return km.describe_exit() if km is not None else "the kernel is gone"
 
-    async def _revive(self, nb, why: str) -> bool:
-        """Restart the kernel and replay the cells that had succeeded."""
+    async def _revive(self, nb, why: str, deadline: float) -> bool:
+        """Restart the kernel and replay the cells that had run, within ``deadline``
+        (``time.monotonic()``): a replay counts against the time limit like any cell."""
         self.death = why
         if self.restarts >= MAX_RESTARTS:
             await self._stop()
@@ -177,6 +197,12 @@ class KernelSession:
             await self._stop()
             return False
         for source in self._ran_cells:
+            remaining = deadline - time.monotonic()
+            if remaining < 1:
+                self.death = f"{why}; the time limit ran out while earlier cells were replayed"
+                await self._stop()
+                return False
+            self._client.timeout = max(1, int(min(self.limits.cell_timeout, remaining)))
             cell = nbformat.v4.new_code_cell(source)
             try:
                 await self._client.async_execute_cell(cell, 0, store_history=False)
@@ -203,6 +229,12 @@ class KernelSession:
             if cell.cell_type != "code":
                 continue
             number += 1
+            if number > self.limits.max_cells:
+                total = sum(1 for c in nb.cells if c.cell_type == "code")
+                status_flags.add("too_many_cells")
+                cells.append(CellResult(index, "skipped", 0.0, f"not run: the notebook has {total:,} code cells, and only "
+                                        f"the first {self.limits.max_cells:,} are run", "", number=number))
+                break
             if not cell.source.strip():
                 continue
             head = cell.source.strip().splitlines()[0][:80]
@@ -227,7 +259,7 @@ class KernelSession:
                 cells.append(CellResult(index, "died", time.monotonic() - t0, f"the kernel died: {why}", head,
                                         number=number))
                 status_flags.add("died")
-                await self._revive(nb, why)
+                await self._revive(nb, why, deadline)
                 continue
             took = time.monotonic() - t0
             reply = (self._client.last_reply or {}).get("content", {})
@@ -240,7 +272,7 @@ class KernelSession:
                                         number=number))
                 status_flags.add("timeout")
                 if not await self._responsive(10):
-                    await self._revive(nb, "the kernel did not stop after its cell timed out")
+                    await self._revive(nb, "the kernel did not stop after its cell timed out", deadline)
                 continue
             error = _error_of(cell)
             cells.append(CellResult(index, "error" if error else "ok", took, error, head, truncated, number=number,
@@ -258,6 +290,9 @@ class KernelSession:
             status, message = "completed_with_errors", "some cells raised errors (the cells are listed below)"
         else:
             status, message = "completed", None
+        if "too_many_cells" in status_flags:
+            cut = f"only the first {self.limits.max_cells:,} code cells were run (limits.max_cells)"
+            message = f"{message}; {cut}" if message else cut
         if self.restarts:
             message = (message or "") + f" (the kernel was restarted {self.restarts} time(s) and earlier cells replayed)"
         return ExecutionResult(status, cells, duration, self.restarts, message)
@@ -295,7 +330,9 @@ class KernelSession:
             self._blocking.stop_channels()
             self._blocking = None
         nb = self._client.nb if self._client else nbformat.v4.new_notebook()
-        return self._run(self._revive(nb, why))
+        # during grading: a fresh budget of the notebook's limit for the replay (the worker's
+        # hard limit still bounds the whole)
+        return self._run(self._revive(nb, why, time.monotonic() + self.limits.total_timeout))
 
     def close(self) -> None:
         try:
