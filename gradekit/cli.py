@@ -78,7 +78,7 @@ def cmd_grade(args) -> int:
     backend = choose_sandbox(args.sandbox, assignment)
     gpus = _gpus(args.gpus, assignment)
     options = BatchOptions(backend=backend, workers=args.workers, limits=_limits_from(args, assignment.limits),
-                           gpus=gpus, secret=args.secret or os.environ.get("GRADEKIT_SECRET", ""),
+                           gpus=gpus, secret=args.secret or os.environ.get("GRADEKIT_SECRET") or course.secret(),
                            progress=not args.quiet, resume=args.resume)
     out = Path(args.out)
     try:
@@ -327,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", "-j", type=int, default=1, help="submissions graded at once")
     g.add_argument("--gpus", default=None, help="all | N | 0,1 (one GPU per submission); none by default")
     g.add_argument("--secret", default=None, help="course secret mixed into the per-submission seed "
-                   "(default: $GRADEKIT_SECRET)")
+                   "(default: $GRADEKIT_SECRET, else the course's own, made on first use in $GRADEKIT_HOME)")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g.add_argument("--resume", action="store_true",
                    help="reuse OUT's reports of unchanged submissions graded by the unchanged graders")

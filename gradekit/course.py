@@ -14,11 +14,15 @@ So a course can live in a repository of its own, with gradekit installed as a pa
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import secrets
 from pathlib import Path
 
 CONFIG_NAME = "gradekit.toml"
 ENV = "GRADEKIT_COURSE"
+#: Where gradekit keeps what must not live in a course's repository (the course secrets).
+HOME_ENV = "GRADEKIT_HOME"
 #: gradekit's own checkout: its assignments are the default course.
 BUNDLED = Path(__file__).resolve().parent.parent
 
@@ -41,6 +45,25 @@ class Course:
 
     def describe(self) -> str:
         return f"course {self.root} ({self.how})"
+
+    def secret(self) -> str:
+        """This course's grading secret, made on first use and kept outside the course
+        (``$GRADEKIT_HOME/secrets/``, default ``~/.config/gradekit``; folder 0700, file 0600,
+        so no sandboxed kernel's user can read it). Every submission's inputs depend on it:
+        without it they could be predicted from the notebook alone. It stays the same for
+        the course, so ``--resume`` keeps working."""
+        home = Path(os.environ.get(HOME_ENV) or Path(os.environ.get("XDG_CONFIG_HOME") or "~/.config") / "gradekit")
+        folder = home.expanduser() / "secrets"
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+        path = folder / hashlib.sha256(str(self.root).encode()).hexdigest()[:24]
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+        return path.read_text().strip()
 
 
 def _is_course(d: Path) -> bool:

@@ -19,6 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gradekit.sandbox.docker.engine import engine_available, engine_help, list_containers  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def gradekit_home(tmp_path_factory):
+    """Course secrets made by the tests' `gradekit grade` runs stay in a temporary folder."""
+    home = tmp_path_factory.mktemp("gradekit-home")
+    os.environ["GRADEKIT_HOME"] = str(home)
+    return home
+
+
 def _unavailable(reason: str):
     msg = (f"{reason}\n{engine_help(reason)}\n"
            "(run: scripts/ensure-docker.sh --light, or make test, which does it)")

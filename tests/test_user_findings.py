@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import io
 import os
 import shutil
@@ -326,3 +327,28 @@ def test_one_variants_typo_fails_that_variant_alone_and_only_selected_ones_are_g
     with pytest.raises(pytest.fail.Exception, match="not found in the master"):
         selected("example", "variant-typo")
     assert batches == [["variant-ok"]]   # nothing graded again
+
+
+def test_without_a_secret_the_inputs_cannot_be_predicted_from_the_notebook(tmp_path, gradekit_home):
+    """Issue 17.1: a course secret is made on first use, kept outside the course (0600 in a
+    0700 folder), and used by every run, so --resume still reuses reports."""
+    import stat
+
+    from gradekit.grading.seeds import submission_seed
+    needs_root()
+    runs = []
+    for out in ("o1", "o2"):
+        proc = gradekit_cli("grade", str(EXAMPLES / "alice_correct.ipynb"), "-a", "example", "-o", str(tmp_path / out),
+                            "--sandbox", "process", "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        runs.append(json.loads(next((tmp_path / out).glob("*/report.json")).read_text()))
+    first, second = runs
+    assert first["seed"] == second["seed"]  # one secret per course: resumable, reproducible
+    predictable = submission_seed(first["submission"]["sha256"], "example", "")
+    assert first["seed"] != predictable
+    import hashlib
+    secret_file = gradekit_home / "secrets" / hashlib.sha256(str(ROOT).encode()).hexdigest()[:24]  # this course's
+    assert secret_file.is_file() and not secret_file.is_relative_to(ROOT)
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((gradekit_home / "secrets").stat().st_mode) == 0o700
+    assert secret_file.read_text().strip() not in json.dumps(first)
