@@ -44,7 +44,7 @@ GRADERS_FILE = ROOT / "graders" / "example" / "test_example.py"
 CANARY = Path("/var/tmp") / f"gradekit-canary-{secrets.token_hex(4)}"
 PWNED = Path("/tmp") / f"gradekit-pwned-{secrets.token_hex(4)}"
 SLEEP_MARK = str(900000 + secrets.randbelow(99999))   # `sleep <this>` outlives nothing
-CELL_TIMEOUT = 8
+CELL_TIMEOUT = 20  # a memory bomb may thrash for ~10 s before the OOM killer ends it (a full page cache)
 TOTAL_TIMEOUT = 45
 
 PROBE_END = '\nraise RuntimeError("PROBE " + json.dumps(seen))'
@@ -80,7 +80,7 @@ ATTACKS: dict[str, list[str]] = {
         "for key, where in (('/tmp', '/tmp'), ('work', os.getcwd())):\n"
         "    n = 0\n"
         "    try:\n"
-        "        while n < 16:  # 1 GB at most, whatever the backend allows\n"
+        "        while n < 5:  # 320 MB at most: past the 256 MB limit, quick on any disk\n"
         "            with open(os.path.join(where, f'fill{n}'), 'wb') as f:\n"
         "                for _ in range(64):\n"
         "                    f.write(chunk)\n"
@@ -179,9 +179,26 @@ ATTACKS.update({
     # issue 17.14: more code cells than limits.max_cells (MAX_CELLS below) are not run
     "many-cells": ["x_many = 1"] * 80,
     # issue 17.15: the kernel dies after slow cells, again and again: replays count against the time limit
-    "replay-bomb": ["import time\ntime.sleep(%d)" % (CELL_TIMEOUT - 3)] * 6 + ["import os\nos._exit(1)"] * 3,
+    "replay-bomb": ["import time\ntime.sleep(5)"] * 6 + ["import os\nos._exit(1)"] * 3,
 })
 MAX_CELLS = 60
+
+FORGE = (
+    "ip = get_ipython()\n"
+    "_pub = ip.display_pub.publish\n"
+    "MIME = 'application/vnd.gradekit.reply+json'\n"
+    "def forged(data, metadata=None, **kw):\n"
+    "    if MIME in data:\n"
+    "        token = json.loads(data[MIME])['token']\n"
+    "        data = {MIME: '{\"token\": \"' + token + '\", \"value\": ' + VALUE + '}'}\n"
+    "    return _pub(data=data, metadata=metadata or {}, **kw)\n"
+    "ip.display_pub.publish = forged\n")
+# issue 17.10, 17.11: every reply (the files listing, the defined names, each grader's call)
+# replaced by one the decoder chokes on: the student's error, never the grader's
+ATTACKS.update({
+    "forged-deep-reply": ["import json\nVALUE = '[' * 100000 + ']' * 100000\n" + FORGE],
+    "forged-bigint-reply": ["import json\nVALUE = json.dumps({'__bigint__': '9' * 4999})\n" + FORGE],
+})
 
 
 class LoopbackServer:
@@ -334,7 +351,7 @@ def test_clean_submission_is_unaffected(corpus):
 
 @pytest.mark.parametrize("name", [n for n in ATTACKS if n not in (
     "memory-bomb", "kill-pid-1", "uninterruptible-loop", "host-paths-and-symlinks", "decoder-exploit",
-    "stdout-1gb", "replay-bomb")])
+    "stdout-1gb", "replay-bomb", "forged-deep-reply", "forged-bigint-reply")])
 def test_answers_before_the_attack_still_score(corpus, name):
     """The attack cells come after correct answers: those are graded as usual."""
     rep = report(corpus, name)
@@ -519,3 +536,14 @@ def test_replays_count_against_the_time_limit(corpus):
     ex = rep["execution"]
     assert ex["restarts"] >= 1 and ex["duration"] < TOTAL_TIMEOUT + 15, (ex["duration"], explain(rep))
     assert any(c["status"] == "skipped" for c in attack_cells(rep, "replay-bomb")), explain(rep)
+
+
+@pytest.mark.parametrize("name", ["forged-deep-reply", "forged-bigint-reply"])
+def test_forged_replies_are_the_students_error(corpus, name):
+    rep = report(corpus, name)
+    assert rep["score"] == 0 and rep["grader_problems"] == [], (rep["grader_problems"], explain(rep))
+    graded = [t for t in rep["tests"] if not t["public"]]
+    assert graded and all(t["status"] == "failed" for t in graded), [(t["name"], t["status"]) for t in graded]
+    assert all(any(w in t["message"] for w in ("could not be read", "not valid JSON", "malformed")) for t in graded), \
+        [t["message"][:200] for t in graded]
+    assert "Traceback" not in json.dumps(rep)

@@ -24,6 +24,9 @@ from .protocol import MAX_REPLY_BYTES, MIME, SHIM_LIMITS, BridgeDecodeError, Stu
 from .values import Handle
 
 _SHIM = (Path(__file__).parent / "shim.py").read_text()
+#: What reading a forged reply can raise (deep nesting, huge or odd numbers, missing fields):
+#: all of it is the student's doing, reported as such, never as the grader's failure.
+FORGED = (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, MemoryError, OverflowError)
 
 
 def _describe_call(name: str, args: tuple, kwargs: dict) -> str:
@@ -108,10 +111,19 @@ class Submission:
                                "(was the notebook's display machinery replaced?)")
         if len(replies) > 1:
             raise StudentError(f"{what} sent several answers; none is trusted")
-        reply = replies[0]
+        try:
+            return self._value_of(replies[0], op, name, what, token)
+        except StudentError:
+            raise
+        except FORGED as exc:  # a forged reply: the student's doing, never the grader's failure
+            raise BridgeDecodeError(f"the reply for {what} could not be read as data ({type(exc).__name__})") from None
+
+    @staticmethod
+    def _value_of(reply: dict, op: str, name: str, what: str, token: str):
+        """The value a reply carries, or the StudentError it stands for."""
         if "raised" in reply:
             r = reply["raised"] if isinstance(reply["raised"], dict) else {}
-            where = "; ".join(str(w) for w in r.get("where", [])[:3] if isinstance(w, str))
+            where = "; ".join(str(w) for w in list(r.get("where") or [])[:3] if isinstance(w, str))
             raise StudentError(f"{what} raised {str(r.get('type', 'an error'))[:100]}: {str(r.get('message', ''))[:1000]}"
                                + (f" (at {where})" if where else ""))
         if "missing" in reply:
@@ -170,7 +182,7 @@ class Submission:
                     raise BridgeDecodeError(f"the reply for {what} is too large or malformed")
                 try:
                     reply = json.loads(payload)
-                except ValueError:
+                except FORGED:
                     raise BridgeDecodeError(f"the reply for {what} is not valid JSON") from None
                 if isinstance(reply, dict) and reply.get("token") == token:
                     replies.append(reply)
