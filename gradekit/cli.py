@@ -1,4 +1,4 @@
-"""The ``gradekit`` command: grade, check, assign, gradescope, init, image.
+"""The ``gradekit`` command: grade, check, assign, gradescope, init, image, data.
 
 Exit codes: 0 when the command did its job (grading ran, whatever the scores); 1 when a
 check found problems (``check``: a public test failed; ``assign``: the graders are not
@@ -71,7 +71,7 @@ def _broken_graders_warning(problems: list[str]) -> None:
 
 def cmd_grade(args) -> int:
     from .report.render.gradebook import summary_table
-    from .run.batch import BatchOptions, GradersBroken, grade_batch
+    from .run.batch import BatchOptions, DataMissing, GradersBroken, grade_batch
     from .spec import load
     course = _course(args)
     assignment = load(args.assignment, course.root)
@@ -79,10 +79,13 @@ def cmd_grade(args) -> int:
     gpus = _gpus(args.gpus, assignment)
     options = BatchOptions(backend=backend, workers=args.workers, limits=_limits_from(args, assignment.limits),
                            gpus=gpus, secret=args.secret or os.environ.get("GRADEKIT_SECRET") or course.secret(),
-                           progress=not args.quiet, resume=args.resume)
+                           progress=not args.quiet, resume=args.resume, data=_data_locations(args.data))
     out = Path(args.out)
     try:
         results = grade_batch(args.submissions, assignment, out, options)
+    except DataMissing as exc:
+        _say(str(exc))
+        return EXIT_USAGE
     except GradersBroken as exc:
         _broken_graders_warning(exc.problems)
         return EXIT_GRADERS_BROKEN
@@ -92,6 +95,41 @@ def cmd_grade(args) -> int:
     if problems:
         _broken_graders_warning(problems)
         return EXIT_GRADERS_BROKEN
+    return EXIT_OK
+
+
+def _data_locations(pairs: list[str] | None) -> dict[str, Path]:
+    """``--data NAME=DIR`` options as a mapping (a malformed one is a usage error)."""
+    from .spec import SpecError
+    found = {}
+    for pair in pairs or []:
+        name, sep, where = pair.partition("=")
+        if not sep or not name or not where:
+            raise SpecError(f"--data {pair!r}: write it as NAME=DIR")
+        found[name] = Path(where).expanduser().resolve()
+    return found
+
+
+def cmd_data(args) -> int:
+    from .data import formats, synth
+    from .spec import SpecError, load
+    fmt, sizes = args.format, {}
+    if args.name:  # a data set of an assignment: its format, and the sizes its spec asks for
+        if not args.assignment:
+            raise SpecError("--name needs --assignment")
+        data_set = load(args.assignment, _course(args).root).data_set(args.name)
+        fmt, sizes = fmt or data_set.format, dict(data_set.synth)
+    if not fmt:
+        raise SpecError("say which format: --format F, or --assignment ID --name DATASET")
+    if args.action == "check":
+        problems = formats.check(fmt, Path(args.dir))
+        for p in problems:
+            print(f"  - {p}")
+        print(f"{args.dir}: {'looks like ' + fmt if not problems else f'{len(problems)} problem(s)'}")
+        return EXIT_FAILED if problems else EXIT_OK
+    seed = sizes.pop("seed", 0) if args.seed is None else args.seed
+    made = synth.synthesize(fmt, Path(args.dir), seed=seed, **sizes)
+    print(f"wrote a synthetic {fmt} data set in {made.root}: {made.counts}")
     return EXIT_OK
 
 
@@ -331,7 +369,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g.add_argument("--resume", action="store_true",
                    help="reuse OUT's reports of unchanged submissions graded by the unchanged graders")
+    g.add_argument("--data", action="append", metavar="NAME=DIR", default=None,
+                   help="where this machine keeps the assignment's data set NAME (repeatable; default: the "
+                        "spec's path, or $GRADEKIT_DATA_<NAME>)")
     _add_limit_options(g)
+
+    d = command("data", "make a synthetic data set in a course format, or check a real one", cmd_data)
+    d.add_argument("action", choices=["synth", "check"], help="synth: write a small synthetic set; check: "
+                   "look for problems in DIR")
+    d.add_argument("dir", help="the data set's folder")
+    d.add_argument("--format", "-f", default=None, help="tiny-imagenet | omniglot | image-folder | torch-weights")
+    d.add_argument("--assignment", "-a", default=None, help="with --name: a data set of this assignment")
+    d.add_argument("--name", default=None, help="the data set (its format and synth sizes come from the spec)")
+    d.add_argument("--seed", type=int, default=None, help="synth: the random seed (same seed, same files)")
 
     a = command("assign", "write the student template and bundle, and prove the graders right "
                 "(master full marks, template zero)", cmd_assign)

@@ -153,6 +153,14 @@ class BackendChoice(Record):
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass(frozen=True)
+class DataMount(Record):
+    """A data set the kernel reads: ``source`` on the host, read-only at ``$GRADEKIT_DATA/name``."""
+
+    name: str
+    source: Path
+
+
 @dataclasses.dataclass
 class KernelJob(Record):
     """One kernel's run in a sandbox: its private folders on the host and what it may use."""
@@ -161,7 +169,7 @@ class KernelJob(Record):
     root: Path                     # private to this job; removed after grading
     limits: Limits
     hidden_paths: tuple[Path, ...] = ()
-    data_dir: Path | None = None   # assignment data, mounted read-only
+    data: tuple[DataMount, ...] = ()  # data sets, mounted read-only
     gpus: tuple[str, ...] = ()     # device ids leased to this job ("0", "1", ...)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -199,6 +207,9 @@ class Job(Record):
     secret: str = ""
     fingerprint: str = ""          # of the grading setup, for --resume
     environment: tuple[str, ...] | None = None  # how the backend's kernel packages differ (None: not known yet)
+    files_dir: Path | None = None  # the files handed in beside the notebook (trusted copies), if any
+    handed_in: "HandedInFiles | None" = None  # what the report says of them
+    data: dict[str, Path] = dataclasses.field(default_factory=dict)  # data sets found elsewhere (--data)
 
 
 # -- results ------------------------------------------------------------------------------
@@ -283,6 +294,36 @@ class SandboxInfo(Record):
 
 
 @dataclasses.dataclass
+class InjectedParameters(Record):
+    """Grading-time parameters (papermill's convention) and where they went."""
+
+    values: dict[str, Any]
+    tagged_cell: int | None      # the code cell tagged `parameters` (counted from 1), None: not found
+    note: str = ""
+
+
+@dataclasses.dataclass
+class HandedInFiles(Record):
+    """Files beside the notebook: copied into the kernel's folder, or not, and why."""
+
+    accepted: list[str] = dataclasses.field(default_factory=list)
+    ignored: list[str] = dataclasses.field(default_factory=list)    # match no pattern of the spec
+    refused: list[str] = dataclasses.field(default_factory=list)    # "weights/big.pt: 80 MB, over ..."
+
+
+@dataclasses.dataclass
+class Platform(Record):
+    """What the notebook's kernel saw (reported by the kernel: for people, not trusted)."""
+
+    python: str = ""
+    torch: str = ""
+    cuda: str = ""               # the CUDA version torch was built with
+    device: str = ""             # "cpu", or the GPU's name
+    driver: str = ""             # the NVIDIA driver, when a GPU is visible
+    tf32: str = ""               # whether TF32 was allowed for convolutions / matmuls
+
+
+@dataclasses.dataclass
 class Report(Record):
     """One submission's grading: the source of truth every rendering is made from."""
 
@@ -303,6 +344,9 @@ class Report(Record):
     notes: list[str] = dataclasses.field(default_factory=list)          # for the student
     grader_problems: list[str] = dataclasses.field(default_factory=list)  # for staff only
     fingerprint: str | None = None
+    parameters: InjectedParameters | None = None
+    files: HandedInFiles | None = None
+    platform: Platform | None = None
     created: str = dataclasses.field(
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     gradekit: str = ""

@@ -21,11 +21,33 @@ Example::
     title = "Why does product quantization speed up search?"
     points = 1
     manual = true                # graded by a person; shown as such in every report
+
+Deep-learning assignments add (docs/authoring.md, "Deep-learning notebooks")::
+
+    [[data]]                     # a data set the notebook reads, mounted read-only
+    name = "shapes"              # the notebook finds it at $GRADEKIT_DATA/shapes
+    format = "image-folder"      # gradekit.data.formats.FORMATS; checked before grading
+    path = "data/shapes"         # relative to the course root, or absolute
+    mount = true                 # false: for the graders only (held-out labels)
+
+    [grading.parameters]         # injected after the cell tagged `parameters` (papermill's rule)
+    EPOCHS = 1
+    [grading.cpu_parameters]     # on top, when the kernel has no GPU
+    DEVICE = "cpu"
+    [grading.gpu_parameters]     # on top, when it has one
+    DEVICE = "cuda"
+
+    [submission]                 # files handed in beside the notebook
+    files = ["weights/*.pt", "codes_*.npy"]
+    max_file_mb = 50
+    max_total_mb = 200
 """
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 try:
     import tomllib
@@ -53,6 +75,46 @@ class Question:
 
 
 @dataclasses.dataclass(frozen=True)
+class DataSet:
+    """A data set the assignment reads, kept by the instructor (never downloaded)."""
+    name: str
+    format: str
+    path: Path                  # where it is on this machine
+    mount: bool = True          # False: the graders read it; the kernel never sees it
+    synth: tuple[tuple[str, Any], ...] = ()  # `gradekit data synth`'s sizes for a stand-in set
+
+    @property
+    def env_override(self) -> str:
+        """``GRADEKIT_DATA_<NAME>``: this machine's copy, when it is elsewhere."""
+        return "GRADEKIT_DATA_" + "".join(c if c.isalnum() else "_" for c in self.name.upper())
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmissionFiles:
+    """Files a submission may hand in beside its notebook (``[submission]``)."""
+    patterns: tuple[str, ...] = ()
+    max_file_mb: float = 50.0
+    max_total_mb: float = 200.0
+    max_count: int = 100
+
+    def matches(self, relative: str) -> bool:
+        """``relative`` (a POSIX path inside the submission) matches one of the patterns."""
+        path = PurePosixPath(relative)
+        return any(path.match(p) and len(path.parts) == len(PurePosixPath(p).parts) for p in self.patterns)
+
+
+@dataclasses.dataclass(frozen=True)
+class GradingParameters:
+    """Values injected after the notebook's ``parameters`` cell (papermill's convention)."""
+    common: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cpu: dict[str, Any] = dataclasses.field(default_factory=dict)
+    gpu: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def for_device(self, has_gpu: bool) -> dict[str, Any]:
+        return {**self.common, **(self.gpu if has_gpu else self.cpu)}
+
+
+@dataclasses.dataclass(frozen=True)
 class Assignment:
     id: str
     title: str
@@ -62,8 +124,32 @@ class Assignment:
     questions: tuple[Question, ...]
     limits: Limits
     gpu: str = "none"
-    data_dir: Path | None = None
+    data: tuple[DataSet, ...] = ()
     torch: bool = True          # False: the kernel needs no torch (the light grading image will do)
+    parameters: GradingParameters = GradingParameters()
+    files: SubmissionFiles = SubmissionFiles()
+
+    def data_set(self, name: str) -> DataSet:
+        for d in self.data:
+            if d.name == name:
+                return d
+        raise SpecError(f"assignment {self.id!r} has no data set {name!r} "
+                        f"(it has: {', '.join(d.name for d in self.data) or 'none'})")
+
+    def with_data(self, locations: dict[str, Path]) -> "Assignment":
+        """The same assignment with some data sets found elsewhere on this machine
+        (``--data NAME=DIR``; ``GRADEKIT_DATA_<NAME>`` in the environment is read by :func:`load`)."""
+        unknown = set(locations) - {d.name for d in self.data}
+        if unknown:
+            raise SpecError(f"--data: assignment {self.id!r} has no data set {sorted(unknown)} "
+                            f"(it has: {', '.join(d.name for d in self.data) or 'none'})")
+        moved = [dataclasses.replace(d, path=Path(locations[d.name]).resolve()) if d.name in locations else d
+                 for d in self.data]
+        return dataclasses.replace(self, data=tuple(moved))
+
+    @property
+    def mounted_data(self) -> tuple[DataSet, ...]:
+        return tuple(d for d in self.data if d.mount)
 
     @property
     def master_path(self) -> Path:
@@ -153,7 +239,6 @@ def load(assignment_id: str, root: Path | None = None) -> Assignment:
     gpu = raw.get("gpu", "none")
     if gpu not in GPU_MODES:
         raise SpecError(f"{spec_file}: gpu must be one of {GPU_MODES}, not {gpu!r}")
-    data_dir = raw.get("data_dir")
     return Assignment(
         id=assignment_id,
         title=raw.get("title", assignment_id),
@@ -163,6 +248,69 @@ def load(assignment_id: str, root: Path | None = None) -> Assignment:
         questions=tuple(questions),
         limits=limits,
         gpu=gpu,
-        data_dir=(folder / data_dir) if data_dir else None,
+        data=_data_sets(raw.get("data", []), root, spec_file),
         torch=bool(raw.get("torch", True)),
+        parameters=_parameters(raw.get("grading", {}), spec_file),
+        files=_submission_files(raw.get("submission", {}), spec_file),
     )
+
+
+def _data_sets(raw: list, root: Path, spec_file: Path) -> tuple[DataSet, ...]:
+    sets: list[DataSet] = []
+    if not raw:
+        return ()
+    from .data.formats import FORMATS  # the formats' names only; nothing is read here
+    for i, d in enumerate(raw):
+        if not isinstance(d, dict) or not {"name", "format", "path"} <= set(d):
+            raise SpecError(f"{spec_file}: [[data]] #{i + 1} needs name, format and path")
+        name, fmt = str(d["name"]), str(d["format"])
+        if not name.isidentifier():
+            raise SpecError(f"{spec_file}: data set name {name!r} must be a plain name (letters, digits, _)")
+        if fmt not in FORMATS:
+            raise SpecError(f"{spec_file}: data set {name!r}: format {fmt!r} is not one of {', '.join(FORMATS)}")
+        unknown = set(d) - {"name", "format", "path", "mount", "synth"}
+        if unknown:
+            raise SpecError(f"{spec_file}: data set {name!r}: unknown keys {sorted(unknown)}")
+        if not isinstance(d.get("synth", {}), dict):
+            raise SpecError(f"{spec_file}: data set {name!r}: synth must be a table of sizes")
+        data_set = DataSet(name, fmt, Path(), bool(d.get("mount", True)), tuple(sorted(d.get("synth", {}).items())))
+        # this machine's copy: GRADEKIT_DATA_<NAME>, else the spec's path (relative to the course)
+        path = Path(os.path.expanduser(os.environ.get(data_set.env_override) or str(d["path"])))
+        sets.append(dataclasses.replace(data_set, path=path if path.is_absolute() else root / path))
+    names = [d.name for d in sets]
+    if len(set(names)) != len(names):
+        raise SpecError(f"{spec_file}: data set names repeat: {names}")
+    return tuple(sets)
+
+
+def _parameters(grading: dict, spec_file: Path) -> GradingParameters:
+    tables = {}
+    for key in ("parameters", "cpu_parameters", "gpu_parameters"):
+        table = grading.get(key, {})
+        if not isinstance(table, dict) or not all(isinstance(k, str) and k.isidentifier() for k in table):
+            raise SpecError(f"{spec_file}: [grading.{key}] must map Python names to values")
+        tables[key] = dict(table)
+    unknown = set(grading) - set(tables)
+    if unknown:
+        raise SpecError(f"{spec_file}: unknown [grading] keys {sorted(unknown)}")
+    return GradingParameters(tables["parameters"], tables["cpu_parameters"], tables["gpu_parameters"])
+
+
+def _submission_files(raw: dict, spec_file: Path) -> SubmissionFiles:
+    unknown = set(raw) - {"files", "max_file_mb", "max_total_mb", "max_count"}
+    if unknown:
+        raise SpecError(f"{spec_file}: unknown [submission] keys {sorted(unknown)}")
+    patterns = tuple(str(p) for p in raw.get("files", ()))
+    for p in patterns:
+        pure = PurePosixPath(p)
+        if pure.is_absolute() or ".." in pure.parts or p.lower().endswith(".ipynb"):
+            raise SpecError(f"{spec_file}: [submission] files pattern {p!r} must be relative, stay inside "
+                            "the submission and not name notebooks")
+    try:
+        files = SubmissionFiles(patterns, float(raw.get("max_file_mb", 50)), float(raw.get("max_total_mb", 200)),
+                                int(raw.get("max_count", 100)))
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{spec_file}: [submission]: {exc}") from None
+    if min(files.max_file_mb, files.max_total_mb, files.max_count) <= 0:
+        raise SpecError(f"{spec_file}: [submission] limits must be positive")
+    return files

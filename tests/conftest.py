@@ -19,6 +19,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gradekit.sandbox.docker.engine import engine_available, engine_help, list_containers  # noqa: E402
 
 
+def pytest_configure(config):
+    """Synthetic stand-ins for every data set the bundled assignments read (nothing is
+    downloaded): made once per run, world-readable (kernels run as their own user), and named
+    through GRADEKIT_DATA_<NAME>, as an instructor would name a real copy."""
+    import shutil
+    import tempfile
+
+    from gradekit.spec import load
+    root = Path(tempfile.mkdtemp(prefix="gk-test-data-"))
+    os.chmod(root, 0o755)
+    config.add_cleanup(lambda: shutil.rmtree(root, ignore_errors=True))
+    from gradekit.data.synth import synthesize
+    for spec in sorted((Path(__file__).resolve().parents[1] / "assignments").glob("*/assignment.toml")):
+        for d in load(spec.parent.name).data:
+            sizes = dict(d.synth)
+            target = root / spec.parent.name / d.name
+            synthesize(d.format, target, seed=sizes.pop("seed", 0), **sizes)
+            os.chmod(target.parent, 0o755)
+            os.environ[d.env_override] = str(target)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def gradekit_home(tmp_path_factory):
     """Course secrets made by the tests' `gradekit grade` runs stay in a temporary folder."""

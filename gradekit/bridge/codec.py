@@ -14,7 +14,11 @@ import math
 import numpy as np
 
 from .protocol import MAX_DEPTH, BridgeDecodeError
-from .values import Handle, ModuleSummary, TensorInfo, TorchArray, Unsupported, as_torch
+from .values import Handle, ModuleSummary, ParamsOf, TensorInfo, TorchArray, Unsupported, as_torch
+
+#: What reading a forged reply can raise (deep nesting, huge or odd numbers, missing fields):
+#: all of it is the student's doing, reported as such, never as the grader's failure.
+FORGED = (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, MemoryError, OverflowError)
 
 
 def encode(x, depth: int = 0):
@@ -24,6 +28,8 @@ def encode(x, depth: int = 0):
         return {"__ndarray__": _npy(x.array), "torch": True}
     if isinstance(x, Handle):
         return {"__handle__": x.ref}
+    if isinstance(x, ParamsOf):
+        return {"__params_of__": x.ref}
     if x is None or isinstance(x, (bool, str)):
         return x
     if isinstance(x, (int, np.integer)):

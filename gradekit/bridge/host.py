@@ -19,14 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .codec import decode, encode
-from .protocol import MAX_REPLY_BYTES, MIME, SHIM_LIMITS, BridgeDecodeError, StudentError
-from .values import Handle
+from .codec import FORGED, decode, encode
+from .models import (ModelView, OptimizerConfig, SchedulerConfig, StepResult, optimizer_config, ref_of,
+                     scheduler_config, shown, step_result)
+from .protocol import MAX_REPLY_BYTES, MIME, REFUSED, SHIM_LIMITS, BridgeDecodeError, StudentError
+from .values import Handle, ParamsOf
 
+# The kernel side, sent as text: shim.py's request function, with shim_torch.py's torch ops.
 _SHIM = (Path(__file__).parent / "shim.py").read_text()
-#: What reading a forged reply can raise (deep nesting, huge or odd numbers, missing fields):
-#: all of it is the student's doing, reported as such, never as the grader's failure.
-FORGED = (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, MemoryError, OverflowError)
+_SHIM_TORCH = (Path(__file__).parent / "shim_torch.py").read_text()
 
 
 def _describe_call(name: str, args: tuple, kwargs: dict) -> str:
@@ -42,6 +43,10 @@ class Submission:
     ...)`` constructs an object that stays in the kernel and returns a :class:`Handle`.
     Arrays go both ways as numpy arrays (wrap with :class:`as_torch` to send a tensor);
     torch tensors come back as arrays, ``nn.Module`` objects as :class:`ModuleSummary`.
+
+    torch models, optimizers and schedulers are read and run through :meth:`model`,
+    :meth:`optimizer`, :meth:`scheduler` and :meth:`step`; :meth:`torch_new` builds torch
+    objects the grader controls (see :mod:`gradekit.bridge.models`).
     """
 
     def __init__(self, session, *, call_timeout: float = 60.0, seed: int = 0, source: str = ""):
@@ -72,11 +77,64 @@ class Submission:
             raise BridgeDecodeError("the reply listing the defined names is malformed")
         return {n: bool(f) for n, f in zip(names, found)}
 
+    def platform(self) -> dict[str, str]:
+        """What the kernel says it runs on: Python, torch and its CUDA, the device, the NVIDIA
+        driver, TF32 settings (the student's to fake: for the report, never for a score)."""
+        seen = self._request("platform", "")
+        if not isinstance(seen, dict):
+            raise BridgeDecodeError("the reply describing the kernel's platform is malformed")
+        return {str(k)[:40]: str(v)[:200] for k, v in list(seen.items())[:20]}
+
     def files_named(self, names: list[str]) -> list[str]:
         """Paths under the notebook's working folder with one of these file names, as the
         kernel reports them (student-controlled: fit for a note in the report, nothing more)."""
         found = self._request("files", "", (list(names),))
         return [str(f)[:300] for f in found] if isinstance(found, list) else []
+
+    # torch models across the bridge (gradekit.bridge.models builds and checks the replies)
+    def model(self, name: str | Handle) -> ModelView:
+        """The ``nn.Module`` named ``name`` (a global, ``"net.encoder"``, or a handle)."""
+        return ModelView(self, name)
+
+    def optimizer(self, name: str | Handle, model: str | Handle | None = None) -> OptimizerConfig:
+        """An optimizer's type and parameter groups; with ``model``, which of the model's
+        parameters each group holds, and which trainable ones no group holds."""
+        ref = None if model is None else ref_of(model)
+        return optimizer_config(self._request("torch.optimizer", ref_of(name), (ref,), what=shown(name)))
+
+    def scheduler(self, name: str | Handle, epochs: int) -> SchedulerConfig:
+        """A learning-rate scheduler's type and settings, and each group's learning rate for the
+        next ``epochs`` epochs (``lrs[0]`` the current ones), followed on a copy: the student's
+        scheduler and optimizer are left as they were."""
+        epochs = int(epochs)
+        if not 0 <= epochs <= SHIM_LIMITS["max_epochs"]:
+            raise ValueError(f"epochs must be between 0 and {SHIM_LIMITS['max_epochs']}")
+        return scheduler_config(self._request("torch.scheduler", ref_of(name), (epochs,), what=shown(name)), epochs)
+
+    def step(self, fn_name: str, *args, model: str | Handle, stale_grad: float | None = None, **kwargs) -> StepResult:
+        """Call the training function ``fn_name(*args, **kwargs)`` once (handles and
+        :meth:`params_of` allowed) and return its result and each parameter of ``model``'s
+        change (after - before, float64). With ``stale_grad``, every trainable parameter's
+        ``.grad`` holds that constant before the call (a step that never calls ``zero_grad``
+        then moves differently)."""
+        stale = None if stale_grad is None else float(stale_grad)
+        value = self._request("torch.step", fn_name, (ref_of(model), stale, tuple(args), dict(kwargs)),
+                              what=_describe_call(fn_name, args, kwargs))
+        return step_result(value)
+
+    def torch_new(self, dotted_name: str, *args, **kwargs) -> Handle:
+        """Build ``torch.<...>(*args, **kwargs)`` in the kernel from torch itself (never from the
+        notebook's names) and keep it there: ``torch_new("torch.nn.Linear", 4, 3)``,
+        ``torch_new("torch.optim.SGD", sub.params_of(h), lr=0.1)``."""
+        parts = str(dotted_name).split(".")
+        if parts[0] != "torch" or len(parts) < 2 or not all(p.isidentifier() and not p.startswith("_") for p in parts[1:]):
+            raise ValueError(f"torch_new needs a public dotted name under torch., not {dotted_name!r}")
+        value = self._request("torch.new", dotted_name, args, kwargs, what=f"building `{dotted_name}(...)` in your kernel")
+        return Handle(self, value["__handle__"], value.get("class", ""))
+
+    def params_of(self, model: str | Handle) -> ParamsOf:
+        """An argument that arrives as ``list(model.parameters())`` of this handle or global."""
+        return ParamsOf(ref_of(model))
 
     def with_timeout(self, seconds: float) -> "Submission":
         """The same submission with another limit for each call (for slow functions)."""
@@ -86,9 +144,10 @@ class Submission:
         return view
 
     # the channel
-    def _request(self, op: str, name: str, args: tuple = (), kwargs: dict | None = None):
+    def _request(self, op: str, name: str, args: tuple = (), kwargs: dict | None = None, *, what: str | None = None):
         kwargs = kwargs or {}
-        what = _describe_call(name, args, kwargs) if op in ("call", "new") else f"`{name}`"
+        if what is None:
+            what = _describe_call(name, args, kwargs) if op in ("call", "new") else f"`{name}`"
         kc = self._session.blocking_client()
         if kc is None:
             raise StudentError(f"could not evaluate {what}: your kernel is no longer running "
@@ -123,6 +182,8 @@ class Submission:
         """The value a reply carries, or the StudentError it stands for."""
         if "raised" in reply:
             r = reply["raised"] if isinstance(reply["raised"], dict) else {}
+            if r.get("type") == REFUSED:  # shim_torch.py refused the request; its words stand
+                raise StudentError(str(r.get("message", ""))[:1000])
             where = "; ".join(str(w) for w in list(r.get("where") or [])[:3] if isinstance(w, str))
             raise StudentError(f"{what} raised {str(r.get('type', 'an error'))[:100]}: {str(r.get('message', ''))[:1000]}"
                                + (f" (at {where})" if where else ""))
@@ -131,7 +192,7 @@ class Submission:
             raise StudentError(f"`{name}` is not defined in your notebook{detail}")
         if "value" not in reply:
             raise BridgeDecodeError(f"the reply for {what} is malformed")
-        if op == "new":  # a handle, not a value: {"__handle__": token, "class": name}
+        if op in ("new", "torch.new"):  # a handle, not a value: {"__handle__": token, "class": name}
             value = reply["value"]
             if not (isinstance(value, dict) and value.get("__handle__") == token):
                 raise BridgeDecodeError(f"the reply for {what} is malformed")
@@ -143,8 +204,8 @@ class Submission:
         name = self._installed.get(id(kc))
         if name is None:
             name = f"_gradekit_bridge_{secrets.token_hex(8)}"
-            code = (f"{_SHIM}\n{name} = _gradekit_bind({json.dumps(SHIM_LIMITS)!r})\n"
-                    "del _gradekit_request, _gradekit_bind\n")
+            code = (f"{_SHIM}\n{_SHIM_TORCH}\n{name} = _gradekit_bind({json.dumps(SHIM_LIMITS)!r}, _gradekit_torch_op)\n"
+                    "del _gradekit_request, _gradekit_bind, _gradekit_torch_op\n")
             msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False, stop_on_error=False)
             self._collect(kc, msg_id, "", what)
             self._installed = {id(kc): name}  # one kernel at a time: a restart brings a new client

@@ -16,7 +16,7 @@ MAX_REPLY_BYTES = 512 * 1024 * 1024
 MAX_DEPTH = 32
 #: The tagged objects a value may contain (``{"__tuple__": [...]}`` and so on).
 TAGS = ("__ndarray__", "__tuple__", "__dict__", "__float__", "__bigint__", "__module__",
-        "__unsupported__", "__handle__")
+        "__unsupported__", "__handle__", "__params_of__")
 #: What the shim is told when installed: the same limits, by name.
 SHIM_LIMITS = {
     "mime": MIME,
@@ -25,7 +25,13 @@ SHIM_LIMITS = {
     "module_repr_chars": 4000,  # an nn.Module's repr
     "message_chars": 2000,      # the message of an exception the student's code raised
     "max_files": 100,           # paths listed by the "files" request
+    "max_layers": 1000,         # layers a model's structure lists, and layer calls its forward records
+    "max_batch": 4096,          # inputs in one forward request (bridge.models sends larger inputs in batches)
+    "max_epochs": 10000,        # epochs a scheduler's learning rates are followed for
 }
+#: The name of the exception shim_torch.py raises to refuse a request ("`opt` is not a
+#: torch.optim optimizer (its type is list)"); its message is shown to the student as it is.
+REFUSED = "GradekitRefusal"
 
 
 class StudentError(AssertionError):

@@ -2,8 +2,9 @@
 # sent to the student's kernel as code, once per kernel, and installed there under a random
 # name, bound to the protocol's limits (gradekit/bridge/protocol.py, SHIM_LIMITS); each
 # request is then one call of it. A student who finds and overwrites it only changes their
-# own replies, which the trusted side decodes strictly as data.
-def _gradekit_request(_request_json, limits):
+# own replies, which the trusted side decodes strictly as data. Requests whose op starts with
+# "torch." go to `torch_op`, the function of shim_torch.py (sent with this text, bound here).
+def _gradekit_request(_request_json, limits, torch_op=None):
     import base64, io, json, math, traceback
     MIME, MAX_DEPTH, REPR = limits["mime"], limits["max_depth"], limits["repr_chars"]
     ip = get_ipython()  # noqa: F821 - defined in IPython kernels
@@ -96,6 +97,8 @@ def _gradekit_request(_request_json, limits):
                 return float(x["__float__"])
             if "__handle__" in x:
                 return ns["_gradekit_objects"][x["__handle__"]]
+            if "__params_of__" in x:  # the parameters of a model (a global or "@handle"), as a list
+                return list(lookup(x["__params_of__"]).parameters())
         return x
 
     def torch_module():
@@ -127,12 +130,29 @@ def _gradekit_request(_request_json, limits):
             reply["value"] = found[:limits["max_files"]]
             publish(data={MIME: json.dumps(reply)}, metadata={})
             return
+        if op == "platform":  # what the kernel runs on, for the report (torch only if imported)
+            import os, platform as _platform
+            seen = {"python": _platform.python_version(), "device": "cpu"}
+            if torch is not None:
+                seen.update(torch=str(torch.__version__), cuda=str(torch.version.cuda or ""),
+                            tf32=f"cudnn {torch.backends.cudnn.allow_tf32}, matmul {torch.backends.cuda.matmul.allow_tf32}, "
+                                 f"NVIDIA_TF32_OVERRIDE={os.environ.get('NVIDIA_TF32_OVERRIDE', '')}")
+                if torch.cuda.is_available():
+                    seen["device"] = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+            try:
+                with open("/proc/driver/nvidia/version") as fh:
+                    seen["driver"] = fh.readline().strip()[:200]
+            except OSError:
+                pass
+            reply["value"] = encode(seen)
+            publish(data={MIME: json.dumps(reply)}, metadata={})
+            return
         if op == "defined":  # which of these top-level names the notebook defines
             reply["value"] = [isinstance(n, str) and n in ns for n in decode(request["args"])[0]]
             publish(data={MIME: json.dumps(reply)}, metadata={})
             return
         try:
-            target = lookup(name)
+            target = name if op == "torch.new" else lookup(name)  # torch.new: a name under torch.
         except LookupError as exc:
             reply["missing"] = str(exc.args[0]) if exc.args else name
             target = None
@@ -145,11 +165,17 @@ def _gradekit_request(_request_json, limits):
                 reply["value"] = encode(target)
             elif op == "has":
                 reply["value"] = True
-            elif op in ("call", "new"):
+            elif op in ("call", "new") or op.startswith("torch."):
                 args = decode(request.get("args", []))
                 kwargs = decode(request.get("kwargs", {"__dict__": []}))
-                result = target(*args, **kwargs)
-                if op == "new":
+                if op.startswith("torch."):
+                    import torch  # the kernel's own, whatever the notebook calls `torch`
+                    if torch_op is None:
+                        raise ValueError("this bridge has no torch requests")
+                    result = torch_op(op, target, args, kwargs, {"limits": limits, "lookup": lookup, "name": name})
+                else:
+                    result = target(*args, **kwargs)
+                if op in ("new", "torch.new"):
                     handles = ns.setdefault("_gradekit_objects", {})
                     handles[token] = result
                     reply["value"] = {"__handle__": token, "class": type(result).__name__}
@@ -174,10 +200,10 @@ def _gradekit_request(_request_json, limits):
     publish(data={MIME: payload}, metadata={})
 
 
-def _gradekit_bind(limits_json, _request=_gradekit_request):
+def _gradekit_bind(limits_json, torch_op=None, _request=_gradekit_request):
     import json
     limits = json.loads(limits_json)
 
     def request(_request_json):
-        return _request(_request_json, limits)
+        return _request(_request_json, limits, torch_op)
     return request

@@ -3,7 +3,8 @@
 Plain data comes back as Python and numpy values; these few classes stand for what cannot
 be data: a value of another type (:class:`Unsupported`), an ``nn.Module``
 (:class:`ModuleSummary`), a tensor's torch details (:class:`TorchArray`), an object that
-stays in the kernel (:class:`Handle`), and a tensor argument to send (:class:`as_torch`).
+stays in the kernel (:class:`Handle`), a tensor argument to send (:class:`as_torch`), and
+"the parameters of this model" as an argument (:class:`ParamsOf`).
 """
 from __future__ import annotations
 
@@ -71,3 +72,10 @@ class Handle:
 
     def get(self, attr: str):
         return self.submission.get(f"@{self.ref}.{attr}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamsOf:
+    """An argument that arrives in the kernel as ``list(model.parameters())`` of a model there:
+    ``ref`` is a global's name or ``"@"`` and a handle's ref (made by :meth:`Submission.params_of`)."""
+    ref: str

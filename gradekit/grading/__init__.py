@@ -8,8 +8,11 @@ What grader authors import is re-exported here from :mod:`.api`::
 --gradekit-notebook NB.ipynb``), :mod:`.scoring` the one owner of points, :mod:`.runner`
 runs pytest for one submission, :mod:`.seeds` makes each submission's inputs fresh.
 """
-from .api import (VISIBILITIES, Credit, Handle, ModuleSummary, StudentError, TorchArray, Unsupported,
-                  as_torch, assert_close, assert_equal, expect_array, question)
+from .api import (VISIBILITIES, Credit, Handle, ModelStructure, ModelView, ModuleSummary, OptimizerConfig,
+                  SchedulerConfig, StepResult, StudentError, TorchArray, Unsupported, accuracy, as_torch,
+                  assert_close, assert_equal, expect_array, predict, question)
 
 __all__ = ["question", "assert_close", "assert_equal", "expect_array", "Credit", "StudentError",
-           "as_torch", "TorchArray", "ModuleSummary", "Unsupported", "Handle", "VISIBILITIES"]
+           "as_torch", "TorchArray", "ModuleSummary", "Unsupported", "Handle", "VISIBILITIES",
+           "ModelView", "ModelStructure", "OptimizerConfig", "SchedulerConfig", "StepResult",
+           "predict", "accuracy"]

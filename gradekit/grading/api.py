@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ..bridge.models import (  # noqa: F401 - re-exported by gradekit.grading
+    ModelStructure, ModelView, OptimizerConfig, SchedulerConfig, StepResult, accuracy, predict)
 from ..bridge.protocol import StudentError
 from ..bridge.values import Handle, ModuleSummary, TorchArray, Unsupported, as_torch
 

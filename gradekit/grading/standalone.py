@@ -25,7 +25,8 @@ class StandaloneGrading(GradingPlugin):
         from ..bridge.host import Submission
         from ..intake import load_bytes
         from ..kernel.session import KernelSession
-        from ..model import KernelJob
+        from ..kernel.parameters import inject
+        from ..model import DataMount, KernelJob
         from ..sandbox import registry
         path = Path(config.getoption("--gradekit-notebook"))
         item = load_bytes(path.name, path.read_bytes())
@@ -43,7 +44,9 @@ class StandaloneGrading(GradingPlugin):
         sandbox = registry.make("process")
         sandbox.check()
         job = KernelJob(id="pytest", root=Path(self._tmp.name) / "job", limits=assignment.limits,
-                        data_dir=assignment.data_dir, hidden_paths=assignment.secret_paths())
+                        data=tuple(DataMount(d.name, d.path) for d in assignment.mounted_data if d.path.is_dir()),
+                        hidden_paths=assignment.secret_paths())
+        inject(item.notebook, assignment.parameters.for_device(False))
         self._session = KernelSession(sandbox, job)
         self.execution = self._session.execute(item.notebook)
         bridge = Submission(self._session, call_timeout=assignment.limits.call_timeout,

@@ -22,6 +22,8 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
+from ..spec import SubmissionFiles
+from . import files as handed_in
 from . import identity
 from .notebook import MAX_NOTEBOOK_BYTES, IntakeItem, load_bytes
 
@@ -107,17 +109,31 @@ def _from_file(path: Path, source: str, submitter: str) -> IntakeItem:
     return item
 
 
-def _submitter_folder(folder: Path, label: str, submitter: str, assignment_id: str | None) -> IntakeItem:
+def _submitter_folder(folder: Path, label: str, submitter: str, assignment_id: str | None,
+                      rules: SubmissionFiles | None = None) -> IntakeItem:
     notebooks, others = _walk(folder)
     if not notebooks:
         return _missing(submitter, label, others)
     chosen, why = pick_notebook(notebooks, lambda n: _read_capped(folder / n), assignment_id)
     if chosen is None:
         return IntakeItem(source=label, sha256="", submitter=submitter, rejected=why)
-    return _from_file(folder / chosen, f"{label}/{chosen}", submitter)
+    item = _from_file(folder / chosen, f"{label}/{chosen}", submitter)
+    if rules is not None and rules.patterns and item.notebook is not None:
+        plain = [o for o in others if not o.endswith(" (a link, ignored)")]
+
+        def read(name: str, cap: int) -> bytes:
+            with open(folder / name, "rb") as fh:
+                return fh.read(cap + 1)
+        item.files, item.handed_in = handed_in.select(plain, lambda n: (folder / n).stat().st_size, read, rules,
+                                                      keep_bytes=False)
+        item.handed_in.ignored += [o for o in others if o.endswith(" (a link, ignored)")][:10]
+        for f in item.files:
+            f.path = folder / f.relative
+    return item
 
 
-def _from_folder(folder: Path, label: str, assignment_id: str | None) -> list[IntakeItem]:
+def _from_folder(folder: Path, label: str, assignment_id: str | None,
+                 rules: SubmissionFiles | None = None) -> list[IntakeItem]:
     items: list[IntakeItem] = []
     gs_names = {}
     meta = folder / GRADESCOPE_METADATA
@@ -132,9 +148,9 @@ def _from_folder(folder: Path, label: str, assignment_id: str | None) -> list[In
                                     rejected="the submission is a symbolic link; refused"))
         elif p.is_dir():
             name = gs_names.get(p.name) or identity.from_folder(p.name)
-            items.append(_submitter_folder(p, rel, name, assignment_id))
+            items.append(_submitter_folder(p, rel, name, assignment_id, rules))
         elif p.suffix.lower() == ".zip":
-            items.extend(_from_zip(p, rel, assignment_id))
+            items.extend(_from_zip(p, rel, assignment_id, rules))
         elif p.suffix.lower() == ".ipynb":
             items.append(_from_file(p, rel, identity.from_file(p.name)))
     if not items:
@@ -143,7 +159,8 @@ def _from_folder(folder: Path, label: str, assignment_id: str | None) -> list[In
 
 
 # -- zips ---------------------------------------------------------------------------------
-def _from_zip(path: Path, label: str, assignment_id: str | None) -> list[IntakeItem]:
+def _from_zip(path: Path, label: str, assignment_id: str | None,
+              rules: SubmissionFiles | None = None) -> list[IntakeItem]:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -153,6 +170,7 @@ def _from_zip(path: Path, label: str, assignment_id: str | None) -> list[IntakeI
     with archive:
         groups: dict[str, list[zipfile.ZipInfo]] = {}
         others: dict[str, list[str]] = {}
+        members: dict[str, dict[str, zipfile.ZipInfo]] = {}  # submitter folder -> its other files
         gs_names = {}
         for info in archive.infolist():
             name = info.filename.replace("\\", "/")
@@ -180,6 +198,7 @@ def _from_zip(path: Path, label: str, assignment_id: str | None) -> list[IntakeI
                 groups.setdefault(key, []).append(info)
             elif len(pure.parts) > 1:  # a file in a submitter's folder: listed if the folder has no notebook
                 others.setdefault(key, []).append("/".join(pure.parts[1:]))
+                members.setdefault(key, {})["/".join(pure.parts[1:])] = info
 
         def read(info: zipfile.ZipInfo) -> bytes:
             with archive.open(info) as fh:
@@ -217,6 +236,14 @@ def _from_zip(path: Path, label: str, assignment_id: str | None) -> list[IntakeI
                     except Exception as exc:
                         item = IntakeItem(source=where, sha256="", rejected=f"the zip entry cannot be read: {exc}")
             item.submitter = submitter
+            if rules is not None and rules.patterns and is_folder and item.notebook is not None:
+                mine = members.get(key, {})
+
+                def read_member(name: str, cap: int, mine=mine) -> bytes:
+                    with archive.open(mine[name]) as fh:
+                        return fh.read(cap + 1)  # the header may lie; never read more
+                item.files, item.handed_in = handed_in.select(list(mine), lambda n, mine=mine: mine[n].file_size,
+                                                              read_member, rules, keep_bytes=True)
             items.append(item)
     if not items:
         items.append(IntakeItem(source=label, sha256="", submitter=path.stem,
@@ -225,17 +252,19 @@ def _from_zip(path: Path, label: str, assignment_id: str | None) -> list[IntakeI
 
 
 # -- the entry point ----------------------------------------------------------------------
-def collect(paths: list[str | Path], assignment_id: str | None = None) -> list[IntakeItem]:
-    """One item per submitter found in ``paths``, in a stable order; never raises for bad input."""
+def collect(paths: list[str | Path], assignment_id: str | None = None,
+            files: SubmissionFiles | None = None) -> list[IntakeItem]:
+    """One item per submitter found in ``paths``, in a stable order; never raises for bad input.
+    ``files``: the spec's rules for files beside the notebook (a submitter's folder or zip)."""
     out: list[IntakeItem] = []
     for p in map(Path, paths):
         label = p.name or str(p)
         if p.is_symlink() and not p.is_dir():
             out.append(_from_file(p, label, identity.from_file(p.name)))
         elif p.is_dir():
-            out.extend(_from_folder(p, label, assignment_id))
+            out.extend(_from_folder(p, label, assignment_id, files))
         elif p.suffix.lower() == ".zip" and p.exists():
-            out.extend(_from_zip(p, label, assignment_id))
+            out.extend(_from_zip(p, label, assignment_id, files))
         elif p.exists():
             out.append(_from_file(p, label, identity.from_file(p.name)))
         else:
@@ -251,6 +280,6 @@ def collect(paths: list[str | Path], assignment_id: str | None = None) -> list[I
     return out
 
 
-def gradescope_submission(folder: Path, assignment_id: str) -> IntakeItem:
+def gradescope_submission(folder: Path, assignment_id: str, files: SubmissionFiles | None = None) -> IntakeItem:
     """The notebook of one Gradescope submission folder (``/autograder/submission``)."""
-    return _submitter_folder(folder, "submission", "submission", assignment_id)
+    return _submitter_folder(folder, "submission", "submission", assignment_id, files)

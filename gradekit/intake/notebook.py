@@ -9,6 +9,8 @@ import json
 
 import nbformat
 
+from ..model import HandedInFiles
+
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024      # one notebook, as stored
 SUPPORTED_NBFORMAT = 4
 
@@ -23,6 +25,14 @@ class IntakeItem:
     rejected: str | None = None       # plain-words reason; set when notebook is None
     submitter: str = ""               # who handed it in, for people ("alice", "hw.ipynb")
     missing: bool = False             # the submitter handed in no notebook at all
+    files: list = dataclasses.field(default_factory=list)  # intake.files.HandedInFile: wanted files beside it
+    handed_in: HandedInFiles | None = None  # what the report says of the files beside it
+
+    @property
+    def content_key(self) -> str:
+        """Same notebook and same files: graded once."""
+        from .files import content_key
+        return content_key(self.sha256, self.files)
 
     @property
     def id(self) -> str:

@@ -35,6 +35,7 @@ from nbclient.exceptions import DeadKernelError
 from ..model import CellResult, ExecutionResult, KernelJob
 from ..sandbox.base import Sandbox
 from .manager import SandboxKernelManager
+from .parameters import is_injected
 
 MAX_RESTARTS = 3
 TIMEOUT_ENAME = "CellTimeoutError"
@@ -228,7 +229,8 @@ class KernelSession:
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
-            number += 1
+            injected = is_injected(cell)
+            number += 0 if injected else 1  # gradekit's parameters cell is not the student's
             if number > self.limits.max_cells:
                 total = sum(1 for c in nb.cells if c.cell_type == "code")
                 status_flags.add("too_many_cells")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from .. import __version__
 from ..grading import scoring
-from ..model import AssignmentRef, CellOutput, ExecutionResult, Report, SandboxInfo, SubmissionRef, TestResult
+from ..model import (AssignmentRef, CellOutput, ExecutionResult, HandedInFiles, InjectedParameters, Platform, Report,
+                     SandboxInfo, SubmissionRef, TestResult)
 from ..spec import Assignment
 
 
@@ -27,11 +28,16 @@ def _report(assignment: Assignment, submission: SubmissionRef, status: str, *, r
 def graded(assignment: Assignment, submission: SubmissionRef, *, tests: list[TestResult],
            execution: ExecutionResult, sandbox: SandboxInfo, seed: int, timing: dict[str, float],
            notes: list[str], grader_problems: list[str], reason: str | None = None,
-           fingerprint: str | None = None, outputs: dict[str, list[CellOutput]] | None = None) -> Report:
-    """``outputs``: per question, what the cells it points at showed (``shows`` in the spec)."""
+           fingerprint: str | None = None, outputs: dict[str, list[CellOutput]] | None = None,
+           parameters: InjectedParameters | None = None, files: HandedInFiles | None = None,
+           platform: Platform | None = None) -> Report:
+    """``outputs``: per question, what the cells it points at showed (``shows`` in the spec);
+    ``parameters``, ``files``, ``platform``: grading-time parameters, files handed in, and
+    what the kernel said of its Python, torch and device."""
     report = _report(assignment, submission, "graded", reason=reason, tests=tests, execution=execution,
                      sandbox=sandbox, seed=seed, timing=timing, notes=notes, grader_problems=grader_problems,
                      fingerprint=fingerprint)
+    report.parameters, report.files, report.platform = parameters, files, platform
     for row in report.questions:
         row.outputs = list((outputs or {}).get(row.id, []))
     return report

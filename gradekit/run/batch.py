@@ -31,6 +31,7 @@ import nbformat
 from .. import intake
 from ..grading.runner import check_graders
 from ..intake import IntakeItem
+from ..intake import files as handed_in
 from ..model import BackendChoice, Job, Limits, RecordError, Report, SubmissionRef
 from ..report import build
 from ..report.render.gradebook import gradebook
@@ -48,9 +49,30 @@ GRADEBOOK = "gradebook.csv"
 class GradersBroken(RuntimeError):
     """The graders disagree with the spec or cannot be collected; no submission was graded."""
 
+    what = "the graders are broken"
+
     def __init__(self, problems: list[str]):
-        super().__init__("the graders are broken, so no submission was graded:\n" + "\n".join(f"  - {p}" for p in problems))
+        super().__init__(f"{self.what}, so no submission was graded:\n" + "\n".join(f"  - {p}" for p in problems))
         self.problems = problems
+
+
+class DataMissing(GradersBroken):
+    """A data set the assignment reads is missing or not in its format; nothing was graded."""
+
+    what = "the assignment's data sets are not ready"
+
+
+def data_problems(assignment: Assignment) -> list[str]:
+    """What is wrong with the assignment's data sets on this machine (cheap: structure only)."""
+    from ..data.formats import check
+    problems = []
+    for d in assignment.data:
+        found = check(d.format, d.path)
+        problems += [f"data set {d.name!r} ({d.format}, {d.path}): {p}" for p in found[:5]]
+        if found:
+            problems.append(f"data set {d.name!r}: give its location with --data {d.name}=DIR or "
+                            f"{d.env_override}=DIR, or make a synthetic one: gradekit data synth {d.format} DIR")
+    return problems
 
 
 @dataclasses.dataclass
@@ -63,6 +85,7 @@ class BatchOptions:
     progress: bool = True
     resume: bool = False    # reuse reports whose submission and grading setup are unchanged
     on_done: Callable[[Report], None] | None = None  # called as each submission finishes (any thread)
+    data: dict[str, Path] = dataclasses.field(default_factory=dict)  # data sets found elsewhere (--data)
 
 
 def report_folder(submitter: str) -> str:
@@ -96,6 +119,12 @@ class _Batch:
         # the same for every submission: found out once (listing a venv's packages takes ~50 ms)
         self.environment = tuple(environment_differences(registry.make(options.backend), assignment.torch))
 
+    def fingerprint_of(self, item: IntakeItem) -> str:
+        """The setup's fingerprint, and the files handed in beside the notebook (for --resume)."""
+        if not item.files:
+            return self.setup
+        return hashlib.sha256(f"{self.setup}|{item.content_key}".encode()).hexdigest()[:32]
+
     def finish(self, report: Report, progress: BatchProgress, how: str | None = None) -> Report:
         progress.done(report, how)
         if self.options.on_done is not None:
@@ -109,7 +138,7 @@ class _Batch:
         folder = self.out_dir / report_folder(first.submitter)
         report, how = None, None
         if self.options.resume:
-            report, how = resume.reusable(folder, first.sha256, self.setup), "reused"
+            report, how = resume.reusable(folder, first.sha256, self.fingerprint_of(first)), "reused"
         if report is None:
             report, how = self.run_worker(first, folder), None
         out = []
@@ -122,15 +151,20 @@ class _Batch:
 
     def run_worker(self, item: IntakeItem, folder: Path) -> Report:
         """Grade ``item`` in a worker process; its report is in ``folder`` when this returns."""
-        key = item.id
+        key = item.content_key[:16]
         nb_path = self.run_dir / f"{key}.ipynb"
         nbformat.write(item.notebook, str(nb_path))
+        files_dir = None
+        if item.files:
+            files_dir = self.run_dir / f"{key}-files"
+            handed_in.write(item.files, files_dir)
         devices = self.gpus.acquire()  # () on the CPU; blocks while every GPU is busy
         job = Job(assignment=self.assignment.id, course=self.assignment.course, notebook=nb_path,
                   sha256=item.sha256, submitter=item.submitter, sources=(item.source,), report_dir=folder,
                   work_root=self.run_dir / key, backend=self.options.backend, limits=self.limits,
                   hidden=(self.out_dir, self.run_dir), gpus=tuple(devices), secret=self.options.secret,
-                  fingerprint=self.setup, environment=self.environment)
+                  fingerprint=self.fingerprint_of(item), environment=self.environment, files_dir=files_dir,
+                  handed_in=item.handed_in, data=dict(self.options.data))
         job_file = self.run_dir / f"{key}.json"
         write_atomic(job_file, json.dumps(job.to_json()))
         os.chmod(job_file, 0o600)
@@ -199,11 +233,14 @@ def grade_batch(paths: list[str | Path], assignment: Assignment, out_dir: Path, 
     problems = check_graders(assignment)
     if problems:
         raise GradersBroken(problems)
-    items = intake.collect(paths, assignment.id)
+    problems = data_problems(assignment.with_data(options.data))
+    if problems:
+        raise DataMissing(problems)
+    items = intake.collect(paths, assignment.id, assignment.files)
     groups: dict[str, list[IntakeItem]] = {}
     for item in items:
         if item.notebook is not None:
-            groups.setdefault(item.sha256, []).append(item)
+            groups.setdefault(item.content_key, []).append(item)
     batch = _Batch(assignment, out_dir, options)
     results: list[Report] = []
     with BatchProgress(len(items), options.progress) as progress:

@@ -49,11 +49,16 @@ def run(source, submission_dir, results_dir):
     from ..report.write import write_atomic
     from ..sandbox.process.backend import ProcessSandbox
     from ..spec import load
+    from ..intake import files as handed_in
     from .worker import grade
 
     source, submission_dir, results_dir = Path(source), Path(submission_dir), Path(results_dir)
     config = json.loads((source / CONFIG).read_text())
     assignment = load(config["assignment"], source)
+    # data sets packed in the zip (gradekit gradescope), unless the environment names others
+    packed = {d.name: source / "data" / d.name for d in assignment.data if (source / "data" / d.name).is_dir()}
+    assignment = assignment.with_data({n: p for n, p in packed.items()
+                                       if not os.environ.get(assignment.data_set(n).env_override)})
     results_dir.mkdir(parents=True, exist_ok=True)
     for d in (source, results_dir, submission_dir):
         _private(d)
@@ -68,7 +73,7 @@ def run(source, submission_dir, results_dir):
         os.umask(0o077)
     print(f"gradekit {config.get('gradekit')}: grading {assignment.id} with the process sandbox, "
           f"mode {sandbox.mode}" + (f" (namespaces refused: {sandbox.why})" if sandbox.mode != "namespaces" else ""))
-    sub = intake.gradescope_submission(submission_dir, assignment.id)
+    sub = intake.gradescope_submission(submission_dir, assignment.id, assignment.files)
     ref = SubmissionRef(id=sub.id, sha256=sub.sha256, submitter="submission", sources=[sub.source])
     if sub.notebook is None:
         rep = (build.missing if sub.missing else build.rejected)(assignment, ref, sub.rejected)
@@ -77,8 +82,13 @@ def run(source, submission_dir, results_dir):
         job_parent = Path(tempfile.mkdtemp(prefix="gk-gs-"))
         os.chmod(job_parent, 0o711)
         try:
+            files_dir = None
+            if sub.files:
+                files_dir = job_parent / "files"
+                handed_in.write(sub.files, files_dir)
             rep = grade(assignment, sub.notebook, submission=ref, sandbox=sandbox, job_root=job_parent / "job",
-                        limits=assignment.limits, hidden=hidden, secret=config.get("secret", ""))
+                        limits=assignment.limits, hidden=hidden, secret=config.get("secret", ""),
+                        files_dir=files_dir, handed_in=sub.handed_in)
         except Exception as exc:  # the harness failed, not the notebook: say so, score nothing
             import traceback
             traceback.print_exc()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 
+from ..kernel.parameters import is_injected
 from ..model import CellOutput
 from ..spec import Assignment
 
@@ -44,7 +45,7 @@ def question_outputs(assignment: Assignment, nb) -> dict[str, list[CellOutput]]:
     found: dict[str, list[CellOutput]] = {}
     number = 0
     for cell in nb.cells:
-        if cell.get("cell_type") != "code":
+        if cell.get("cell_type") != "code" or is_injected(cell):
             continue
         number += 1
         tags = set(cell.get("metadata", {}).get("tags", []) or [])

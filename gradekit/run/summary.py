@@ -5,7 +5,7 @@ ModuleNotFoundError: No module named 'tensorflow' in code cell 3".
 """
 from __future__ import annotations
 
-from ..model import ExecutionResult, TestResult
+from ..model import ExecutionResult, Platform, TestResult
 from ..sandbox.base import Sandbox
 from ..sandbox.environment import differences, kernel_pins
 from ..spec import Assignment
@@ -28,6 +28,17 @@ def defined_names(bridge, assignment: Assignment) -> dict[str, bool]:
         return bridge.defined(names)
     except AssertionError:  # the kernel is gone, or will not say: the execution summary says why
         return {}
+
+
+def platform(bridge) -> Platform | None:
+    """What the kernel says of its Python, torch and device (None when it will not say)."""
+    try:
+        seen = bridge.platform()
+    except AssertionError:  # the kernel is gone, or will not say
+        return None
+    if not isinstance(seen, dict):
+        return None
+    return Platform(**{k: str(seen.get(k, ""))[:200] for k in ("python", "torch", "cuda", "device", "driver", "tf32")})
 
 
 def _first_error(execution: ExecutionResult) -> str:

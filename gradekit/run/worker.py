@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,9 @@ from ..bridge.host import Submission
 from ..grading.runner import run_graders
 from ..grading.seeds import submission_seed
 from ..kernel.session import KernelSession
-from ..model import Job, KernelJob, Limits, Report, SandboxInfo, SubmissionRef
+from ..kernel.parameters import inject
+from ..model import (DataMount, HandedInFiles, InjectedParameters, Job, KernelJob, Limits, Report, SandboxInfo,
+                     SubmissionRef)
 from ..report import build
 from ..report.write import write_all, write_atomic
 from ..sandbox import registry
@@ -42,19 +45,47 @@ def _tampering_notes(submission: Submission) -> list[str]:
             for path in found]
 
 
+def _parameter_notes(injected: InjectedParameters | None) -> list[str]:
+    if injected is None:
+        return []
+    values = ", ".join(f"{k} = {v!r}" for k, v in injected.values.items())
+    where = (f"after your cell {injected.tagged_cell} (tagged `parameters`)" if injected.tagged_cell
+             else "before your first cell")
+    return [f"Graded with the parameters {values}, set {where}."] + ([injected.note] if injected.note else [])
+
+
+def _file_notes(handed_in: HandedInFiles | None) -> list[str]:
+    if handed_in is None:
+        return []
+    notes = []
+    if handed_in.accepted:
+        notes.append("Files handed in with your notebook and given to it: " + ", ".join(f"`{f}`" for f in handed_in.accepted[:20]))
+    if handed_in.ignored:
+        notes.append("Files ignored (the assignment does not ask for them): " + ", ".join(f"`{f}`" for f in handed_in.ignored[:20]))
+    notes += [f"File refused: {why}" for why in handed_in.refused[:20]]
+    return notes
+
+
 def grade(assignment: Assignment, nb: nbformat.NotebookNode, *, submission: SubmissionRef, sandbox: Sandbox,
           job_root: Path, limits: Limits, hidden: tuple[Path, ...] = (), gpus: tuple[str, ...] = (),
           include_hidden: bool = True, secret: str = "", executed_path: Path | None = None,
-          environment: tuple[str, ...] | None = None) -> Report:
+          environment: tuple[str, ...] | None = None, files_dir: Path | None = None,
+          handed_in: HandedInFiles | None = None) -> Report:
     """Run the notebook in ``sandbox``, run the graders over it, and return the report.
     With ``executed_path``, the notebook with its (capped) outputs is saved there for staff.
     ``environment``: how the backend's kernel packages differ from the list, when the
-    caller already knows (a batch finds out once); else it is found out here."""
+    caller already knows (a batch finds out once); else it is found out here.
+    ``files_dir``: files handed in beside the notebook, copied into the kernel's folder;
+    ``handed_in``: what the report says of them."""
     t0 = time.monotonic()
     seed = submission_seed(submission.sha256, assignment.id, secret)
-    job = KernelJob(id=submission.id, root=job_root, limits=limits, gpus=gpus, data_dir=assignment.data_dir,
+    injected = inject(nb, assignment.parameters.for_device(bool(gpus)))
+    job = KernelJob(id=submission.id, root=job_root, limits=limits, gpus=gpus,
+                    data=tuple(DataMount(d.name, d.path) for d in assignment.mounted_data if d.path.is_dir()),
                     hidden_paths=tuple(hidden) + assignment.secret_paths())
     job.root.mkdir(parents=True, exist_ok=True)
+    if files_dir is not None and files_dir.is_dir():
+        shutil.copytree(files_dir, job.work_dir, symlinks=True, dirs_exist_ok=True)
     session = KernelSession(sandbox, job)
     try:
         execution = session.execute(nb)
@@ -65,6 +96,7 @@ def grade(assignment: Assignment, nb: nbformat.NotebookNode, *, submission: Subm
         bridge = Submission(session, call_timeout=limits.call_timeout, seed=seed, source=submission.submitter)
         notes = _tampering_notes(bridge)
         defined = summary.defined_names(bridge, assignment)
+        platform = summary.platform(bridge) if assignment.torch else None
         tests, problems, t_grade = run_graders(assignment, bridge, include_hidden=include_hidden,
                                                log_path=job.root / "pytest.log")
     finally:
@@ -75,20 +107,22 @@ def grade(assignment: Assignment, nb: nbformat.NotebookNode, *, submission: Subm
     return build.graded(
         assignment, submission, tests=tests, execution=execution, sandbox=info, seed=seed,
         timing={"total": round(time.monotonic() - t0, 3), "execute": round(t_exec, 3), "grade": round(t_grade, 3)},
-        notes=notes, grader_problems=problems, reason=summary.reason(assignment, execution, defined, tests),
-        outputs=shown)
+        notes=notes + _parameter_notes(injected) + _file_notes(handed_in), grader_problems=problems,
+        reason=summary.reason(assignment, execution, defined, tests), outputs=shown,
+        parameters=injected, files=handed_in, platform=platform)
 
 
 def run_job(job: Job) -> Report:
     """Grade ``job`` and write its report; returns the report."""
-    assignment = load(job.assignment, job.course)
+    assignment = load(job.assignment, job.course).with_data(job.data)
     nb = nbformat.read(str(job.notebook), as_version=4)
     sandbox = registry.make(job.backend)
     sandbox.check()
     ref = SubmissionRef(id=job.report_dir.name, sha256=job.sha256, submitter=job.submitter, sources=list(job.sources))
     report = grade(assignment, nb, submission=ref, sandbox=sandbox, job_root=job.work_root, limits=job.limits,
                    hidden=job.hidden, gpus=job.gpus, secret=job.secret,
-                   executed_path=job.report_dir / "executed.ipynb", environment=job.environment)
+                   executed_path=job.report_dir / "executed.ipynb", environment=job.environment,
+                   files_dir=job.files_dir, handed_in=job.handed_in)
     report.fingerprint = job.fingerprint or None  # lets `grade --resume` reuse this report
     write_all(report, job.report_dir)
     return report

@@ -93,6 +93,9 @@ class Sandbox(abc.ABC):
             "OMP_NUM_THREADS": str(max(1, int(job.limits.cpus))),
             "JPY_SESSION_NAME": "submission.ipynb",
             "CUDA_VISIBLE_DEVICES": ",".join(job.gpus),
+            # Full float32 on GPUs (no TF32 in cuBLAS/cuDNN): a model's outputs then agree with
+            # the CPU's to float32 rounding, so one tolerance holds on both (docs/authoring.md).
+            "NVIDIA_TF32_OVERRIDE": "0",
         }
         env.update(job.env)
         return env

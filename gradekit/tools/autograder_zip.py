@@ -161,10 +161,12 @@ def build_autograder(assignment_id: str, output_path: Path, *, torch: bool | Non
             members[f"{package}/{f.relative_to(folder).as_posix()}"] = f.read_bytes()
     a_root = assignment.root
     keep = [a_root / "assignment.toml", *(_files(assignment.public_tests_dir) if assignment.public_tests_dir.is_dir() else [])]
-    if assignment.data_dir is not None and assignment.data_dir.is_dir():
-        keep += list(_files(assignment.data_dir))
     for f in keep:
         members[f"assignments/{assignment.id}/{f.relative_to(a_root).as_posix()}"] = f.read_bytes()
+    for d in assignment.data:  # packed as data/<name>/ (or named on the grading machine: GRADEKIT_DATA_<NAME>)
+        if d.path.is_dir():
+            for f in _files(d.path):
+                members[f"data/{d.name}/{f.relative_to(d.path).as_posix()}"] = f.read_bytes()
     for f in _files(assignment.graders_dir):
         members[f"graders/{assignment.id}/{f.relative_to(assignment.graders_dir).as_posix()}"] = f.read_bytes()
     members["requirements.txt"] = ("# Installed by setup.sh from PyPI (pinned).\n" + "\n".join(pypi) + "\n").encode()

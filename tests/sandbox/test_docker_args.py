@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from gradekit.model import KernelJob, Limits
+from gradekit.model import DataMount, KernelJob, Limits
 from gradekit.sandbox.docker.backend import CONTAINER_UID, DATA_MOUNT, DockerSandbox, _csv
 from gradekit.sandbox.docker.engine import docker_command
 from gradekit.sandbox.docker.engine import engine_help
@@ -91,13 +91,13 @@ def test_ipc_dir_is_mounted_at_the_same_path_and_nothing_hidden_is(sandbox, job,
 def test_submission_files_and_data_are_read_only(sandbox, job, tmp_path):
     data = tmp_path / "data, with comma"
     data.mkdir()
-    job.data_dir = data
+    job.data = (DataMount("set", data),)
     job.work_dir.mkdir(parents=True)
     (job.work_dir / "helper.py").write_text("X = 1\n")
     cmd = wrap(sandbox, job)
     mounts = opts(cmd, "--mount")
     assert _csv("type=bind", f"source={job.work_dir}", "target=/mnt/submission", "readonly") in mounts
-    data_mount = [m for m in mounts if DATA_MOUNT in m][0]
+    data_mount = [m for m in mounts if f"{DATA_MOUNT}/set" in m][0]
     assert data_mount.endswith("readonly") and '"source=' in data_mount   # CSV-quoted path
     env = dict(e.split("=", 1) for e in opts(cmd, "-e"))
     assert env["GRADEKIT_DATA"] == DATA_MOUNT

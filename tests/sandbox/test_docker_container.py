@@ -10,7 +10,7 @@ import time
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from gradekit.model import KernelJob, Limits
+from gradekit.model import DataMount, KernelJob, Limits
 from gradekit.sandbox.docker.backend import DockerSandbox
 from gradekit.sandbox.docker.engine import docker_command
 from gradekit.sandbox.docker.engine import LABEL_OWNER, list_containers, sweep
@@ -84,12 +84,13 @@ def test_kernel_runs_confined_and_is_removed(docker_engine, light_image, tmp_pat
     (data / "x.txt").write_text("data!")
     os.chmod(data, 0o755)
     os.chmod(tmp_path, 0o755)
-    job = KernelJob(id="life", root=tmp_path / "job", limits=Limits(memory_mb=512, total_timeout=60), data_dir=data)
+    job = KernelJob(id="life", root=tmp_path / "job", limits=Limits(memory_mb=512, total_timeout=60),
+                    data=(DataMount("course", data),))
     job.work_dir.mkdir(parents=True)
     (job.work_dir / "helper.py").write_text("VALUE = 41\n")
     nb = new_notebook(cells=[new_code_cell(c) for c in [
         "import os, helper\nx = helper.VALUE + 1\nuid = os.getuid()",
-        "data = open(os.path.join(os.environ['GRADEKIT_DATA'], 'x.txt')).read()",
+        "data = open(os.path.join(os.environ['GRADEKIT_DATA'], 'course', 'x.txt')).read()",
         "import os\nfd = os.open('/proc/1/fd/1', os.O_WRONLY)\nfor _ in range(5):\n    os.write(fd, b'z' * (1 << 20))",
     ]])
     session = KernelSession(sandbox, job)

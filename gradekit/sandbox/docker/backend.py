@@ -54,9 +54,9 @@ CONTAINER_UID = 10001
 CONTAINER_GID = 10001
 WORKDIR = "/work"
 SUBMISSION_MOUNT = "/mnt/submission"
-#: The assignment's data, read-only; like the process backend: ``data/`` in the working
-#: directory, and ``GRADEKIT_DATA`` says where.
-DATA_MOUNT = WORKDIR + "/data"
+#: The assignment's data sets, each read-only at ``/data/<name>``; ``GRADEKIT_DATA`` says where
+#: (the process backend's root is elsewhere: notebooks read the variable, never the path).
+DATA_MOUNT = "/data"
 _DOCKER_TIMEOUT = 60
 
 
@@ -224,7 +224,7 @@ class DockerSandbox(Sandbox):
             "TORCH_HOME": "/tmp/torch",
             "GRADEKIT_SANDBOX": "docker",
         })
-        if job.data_dir is not None:
+        if job.data:
             env["GRADEKIT_DATA"] = DATA_MOUNT
         env.pop("CUDA_VISIBLE_DEVICES", None)
         env.update(visible_env(job.gpus))
@@ -279,17 +279,20 @@ class DockerSandbox(Sandbox):
         if _has_files(job.work_dir):
             args += ["--mount", _csv("type=bind", f"source={job.work_dir}",
                                      f"target={SUBMISSION_MOUNT}", "readonly")]
-        if job.data_dir is not None:
-            data = Path(job.data_dir).resolve()
-            args += ["--mount", _csv("type=bind", f"source={data}", f"target={DATA_MOUNT}",
+        groups = set()
+        for d in job.data:
+            data = Path(d.source).resolve()
+            args += ["--mount", _csv("type=bind", f"source={data}", f"target={DATA_MOUNT}/{d.name}",
                                      "readonly")]
             # Data readable by its group only (e.g. 0750 root:course): join that group.
             try:
                 st = data.stat()
                 if not st.st_mode & 0o005 and st.st_mode & 0o050 and st.st_gid != 0:
-                    args += ["--group-add", str(st.st_gid)]
+                    groups.add(st.st_gid)
             except OSError:
                 pass
+        for gid in sorted(groups):
+            args += ["--group-add", str(gid)]
         if self.runtime:
             args += ["--runtime", self.runtime]
         args += docker_gpus_arg(job.gpus)

@@ -168,6 +168,15 @@ class ProcessSandbox(Sandbox):
 
     def prepare(self, job: KernelJob) -> None:
         super().prepare(job)
+        if job.data:
+            root = self.data_root(job)
+            root.mkdir(mode=0o755, exist_ok=True)
+            os.chmod(root, 0o755)
+            if self.mode != "namespaces":  # no mounts: links the kernel can follow, not change
+                for d in job.data:
+                    link = root / d.name
+                    if not link.is_symlink():
+                        link.symlink_to(Path(d.source).resolve(), target_is_directory=True)
         if self.mode == "same-user":
             return
         if self.mode == "uid-drop":
@@ -201,8 +210,8 @@ class ProcessSandbox(Sandbox):
             "uid": uid, "gid": gid,
             "cover": covers, "expose": exposes, "scratch": list(SCRATCH_DIRS),
             "work_dir": str(job.work_dir), "ipc_dir": str(job.ipc_dir),
-            "data_dir": str(job.data_dir) if job.data_dir else None,
-            "data_mount": str(job.work_dir / "data") if job.data_dir else None,
+            "data": [[d.name, str(Path(d.source).resolve())] for d in job.data],
+            "data_root": str(self.data_root(job)),
             "disk_mb": lim.disk_mb,
             "cgroups": self.mode == "namespaces" and _cgroups_available(),
             "exit_file": str(job.root / "exit.json"),
@@ -223,9 +232,16 @@ class ProcessSandbox(Sandbox):
         env = super().environment(job)
         env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
         env["USER"] = env["LOGNAME"] = self.user  # getpass.getuser() needs no passwd entry then
-        if job.data_dir:
-            env["GRADEKIT_DATA"] = str(job.work_dir / "data") if self.mode == "namespaces" else str(job.data_dir)
+        if job.data:
+            env["GRADEKIT_DATA"] = str(self.data_root(job))
         return env
+
+    def data_root(self, job: KernelJob) -> Path:
+        """Where the kernel finds the data sets, one folder per name (``$GRADEKIT_DATA``).
+
+        With namespaces, read-only bind mounts there; without, links in a folder of the
+        grader's that the kernel cannot change, to sources it must be able to read anyway."""
+        return job.root / "data"
 
     def kill(self, job: KernelJob) -> None:
         if self.mode == "uid-drop":  # no PID namespace to take the job's processes with it

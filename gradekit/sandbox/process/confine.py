@@ -129,6 +129,10 @@ def _cover_and_bind(spec: dict) -> None:
     # the same paths (the connection file names the IPC folder by its absolute path).
     keep = [(d, False) for d in spec["expose"]] + [(spec["work_dir"], True), (spec["ipc_dir"], True)]
     fds = [(d, os.open(d, os.O_PATH | os.O_DIRECTORY), rw) for d, rw in keep]
+    # Data sets may live inside a covered folder (the course's data/): held the same way,
+    # bound read-only under the data root afterwards.
+    data = [(os.path.join(spec["data_root"], name), os.open(src, os.O_PATH | os.O_DIRECTORY))
+            for name, src in spec.get("data", [])]
     # Secrets (graders, reference, masters, reports, homes): empty root-owned folders.
     for hidden in spec["cover"]:
         if os.path.isdir(hidden):
@@ -146,10 +150,11 @@ def _cover_and_bind(spec: dict) -> None:
         if not rw:
             _mount(None, d, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
         os.close(fd)
-    if spec.get("data_dir") and spec.get("data_mount"):
-        os.makedirs(spec["data_mount"], exist_ok=True)
-        _mount(spec["data_dir"], spec["data_mount"], None, MS_BIND | MS_REC)
-        _mount(None, spec["data_mount"], None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for target, fd in data:
+        os.makedirs(target, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
+        _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(fd)
 
 
 def _limit_and_exec(spec: dict, cmd: list[str]) -> None:
