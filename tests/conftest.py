@@ -80,6 +80,16 @@ def light_image(docker_engine) -> str:
     return tag
 
 
+@pytest.fixture(scope="session")
+def full_image(docker_engine) -> str:
+    """The grading image with torch (built on first use from the wheelhouse: minutes)."""
+    from gradekit.sandbox.docker import image
+    try:
+        return image.ensure(torch=True)
+    except image.ImageError as e:
+        _unavailable(f"the full grading image is missing and could not be built: {e}")
+
+
 @pytest.fixture
 def no_leftover_containers(docker_engine):
     """Fails the test when a gradekit container started during it is still there."""

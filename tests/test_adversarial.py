@@ -73,6 +73,25 @@ ATTACKS: dict[str, list[str]] = {
         "    time.sleep(0.1)\n")],
     "memory-bomb": ["import numpy as np\nhog = np.ones((3, 1024, 1024, 1024), dtype=np.uint8)"],
     "infinite-loop-cell": ["while True:\n    pass"],
+    # Clean-up: folders 3000 deep in the working folder and in the IPC folder (issue 17.3).
+    "deep-tree": [
+        "import os, ipykernel\n"
+        "def deep(where, depth=3000):\n"
+        "    fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)\n"
+        "    for _ in range(depth):\n"
+        "        os.mkdir('d', dir_fd=fd)\n"
+        "        child = os.open('d', os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)\n"
+        "        os.close(fd)\n"
+        "        fd = child\n"
+        "    os.close(fd)\n"
+        "made = []\n"
+        "for where in (os.getcwd(), os.path.dirname(ipykernel.get_connection_file())):\n"
+        "    try:\n"
+        "        deep(where)\n"
+        "        made.append(where)\n"
+        "    except OSError as e:\n"
+        "        made.append(str(e))\n"
+        "print(made)"],
     "uninterruptible-loop": ["import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"],
     "infinite-notebook": ["import time\ntime.sleep(%d)" % (CELL_TIMEOUT - 2)] * 12,
     "fill-tmp-and-workdir": [probe(
@@ -341,6 +360,15 @@ def test_nothing_is_left_behind(corpus):
 
 def test_no_process_outlives_its_container(corpus):
     assert corpus["sleepers"].strip() == "", corpus["sleepers"]
+
+
+def test_deep_trees_are_cleaned_up_and_the_batch_finishes(corpus):
+    """A tree thousands of folders deep in the working and IPC folders: graded, removed, and
+    the gradebook written (shutil.rmtree raised RecursionError here; issue 17.3)."""
+    rep = report(corpus, "deep-tree")
+    assert attack_cells(rep, "deep-tree")[-1]["status"] == "ok", explain(rep)
+    assert rep["score"] == corpus["points"]
+    assert (corpus["out"] / "gradebook.csv").is_file()
 
 
 def test_clean_submission_is_unaffected(corpus):

@@ -7,13 +7,10 @@ Master, template and wrong variants are graded with every other assignment's in
 tests/test_assignments.py."""
 from __future__ import annotations
 
-import os
 import pickle
-import shutil
 import tomllib
 
 import nbformat
-import numpy as np
 import pytest
 
 from support import ROOT, apply_variant, grade_notebooks, needs_root
@@ -67,15 +64,12 @@ def with_files(tmp_path_factory):
     alice = tmp / "class" / "alice"
     (alice / "weights").mkdir(parents=True)
     nbformat.write(master(), str(alice / "hw.ipynb"))
-    torch.manual_seed(0)
-    net = torch.nn.Module()
     shapes = {"conv1.weight": (16, 3, 3, 3), "conv1.bias": (16,), "conv2.weight": (32, 16, 3, 3), "conv2.bias": (32,),
               "fc1.weight": (64, 2048), "fc1.bias": (64,), "fc2.weight": (3, 64), "fc2.bias": (3,)}
     torch.save({k: torch.zeros(v) for k, v in shapes.items()}, alice / "weights" / "tiny.pt")  # a constant model
     (alice / "weights" / "evil.pt").write_bytes(pickle.dumps(Canary(str(canary))))
     (alice / "weights" / "huge.pt").write_bytes(b"\0" * (6 * 1024 * 1024))
     (alice / "notes.txt").write_text("not asked for")
-    del net
     reports = grade_batch([tmp / "class"], load(AID), tmp / "out", BatchOptions(progress=False))
     assert len(reports) == 1
     return reports[0], canary
@@ -179,3 +173,29 @@ def test_the_cli_names_a_data_set_elsewhere(tmp_path):
     sub.mkdir()
     assert main(["grade", str(sub), "-a", AID, "--out", str(tmp_path / "out"), "--sandbox", "process",
                  "--data", f"shapes={tmp_path / 'missing'}", "--quiet"]) == 2
+
+
+@pytest.mark.docker
+def test_master_and_a_wrong_variant_in_the_torch_image(full_image, tmp_path):
+    """The same grading in the full grading image: data set at /data/shapes, files beside the
+    notebook copied in, the image's torch reported."""
+    import torch
+    from gradekit.model import BackendChoice
+    needs_root()
+    from support import load_variants
+    wrong = next(v for v in load_variants(AID) if v["name"] == "train-step-without-zero-grad")
+    src = tmp_path / "class"
+    for name, nb in {"master": master(), "wrong": apply_variant(master(), wrong["replace"])}.items():
+        (src / name / "weights").mkdir(parents=True)
+        nbformat.write(nb, str(src / name / "hw.ipynb"))
+        (src / name / "weights" / "unused.pt").write_bytes(b"not loaded: the notebook only loads tiny.pt")
+    reports = {r.submission.submitter: r for r in grade_batch(
+        [src], load(AID), tmp_path / "out",
+        BatchOptions(backend=BackendChoice("docker", {"torch": True}), workers=2, progress=False))}
+    a = load(AID)
+    master_report, wrong_report = reports["master"], reports["wrong"]
+    assert master_report.sandbox.backend == "docker"
+    assert master_report.score == pytest.approx(a.auto_points), [(t.name, t.message[:200]) for t in master_report.tests]
+    assert wrong_report.score == pytest.approx(a.auto_points - a.question("q4").points)
+    assert master_report.files.accepted == ["weights/unused.pt"]
+    assert master_report.platform.torch.split("+")[0] == torch.__version__.split("+")[0]

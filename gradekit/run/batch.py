@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 import threading
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from ..report import build
 from ..report.render.gradebook import gradebook
 from ..report.write import read, write_all, write_atomic
 from ..sandbox import registry
+from ..sandbox.cleanup import remove_tree
 from ..sandbox.gpus import GpuPool
 from ..spec import Assignment
 from . import launcher, resume
@@ -265,6 +265,6 @@ def grade_batch(paths: list[str | Path], assignment: Assignment, out_dir: Path, 
                 for f in futures:
                     results.extend(f.result())
         finally:
-            shutil.rmtree(batch.run_dir, ignore_errors=True)
+            remove_tree(batch.run_dir)  # any tree a notebook made; never raises
             write_gradebook(out_dir, assignment)
     return results

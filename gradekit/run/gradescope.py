@@ -50,6 +50,7 @@ def run(source, submission_dir, results_dir):
     from ..sandbox.process.backend import ProcessSandbox
     from ..spec import load
     from ..intake import files as handed_in
+    from ..sandbox.cleanup import remove_tree
     from .worker import grade
 
     source, submission_dir, results_dir = Path(source), Path(submission_dir), Path(results_dir)
@@ -95,8 +96,7 @@ def run(source, submission_dir, results_dir):
             rep = build.failed(assignment, ref, "the autograder failed; course staff can see why in the "
                                f"autograder output ({type(exc).__name__})")
         finally:  # (in uid-drop mode the sandbox's cleanup killed whatever the notebook left running)
-            import shutil
-            shutil.rmtree(job_parent, ignore_errors=True)
+            remove_tree(job_parent)
         if results.exists() or results.is_symlink():  # cannot happen unless the barrier failed
             results.unlink()
             rep.notes.append("Something other than the autograder wrote `/autograder/results/results.json`; "

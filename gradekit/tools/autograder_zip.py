@@ -36,6 +36,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..run.gradescope import CONFIG as RUNNER_CONFIG
+from ..sandbox.cleanup import remove_tree
 from ..sandbox.docker.image import source_root
 from ..spec import Assignment, SpecError, load
 
@@ -224,7 +225,7 @@ def try_autograder(zip_path: Path, notebook: Path, *, keep: Path | None = None) 
             Path(keep).write_text(json.dumps(out, indent=2))
         return f"score {out.get('score')} ({len(out.get('tests', []))} tests)"
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        remove_tree(root)
 
 
 def readme(assignment: Assignment, pypi: list[str], torch_pins: list[str], warnings: list[str],

@@ -67,7 +67,7 @@ def test_notebook_without_metadata_needs_the_assignment(tmp_path, example):
     proc = check(str(path))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "--assignment" in proc.stderr and "which assignment" in proc.stderr, proc.stderr
-    assert "cv1-a5, example, icv-lecture6" in proc.stderr, proc.stderr  # the known ids, to pick from
+    assert "cv1-a5, dl-example, example, icv-lecture6" in proc.stderr, proc.stderr  # the known ids, to pick from
 
 
 def test_unknown_assignment_is_a_clear_error(example):
