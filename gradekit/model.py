@@ -209,7 +209,7 @@ class Job(Record):
     environment: tuple[str, ...] | None = None  # how the backend's kernel packages differ (None: not known yet)
     files_dir: Path | None = None  # the files handed in beside the notebook (trusted copies), if any
     handed_in: "HandedInFiles | None" = None  # what the report says of them
-    data: dict[str, Path] = dataclasses.field(default_factory=dict)  # data sets found elsewhere (--data)
+    data: dict[str, Path] = dataclasses.field(default_factory=dict)  # where this run found each data set
 
 
 # -- results ------------------------------------------------------------------------------

@@ -199,3 +199,18 @@ def test_master_and_a_wrong_variant_in_the_torch_image(full_image, tmp_path):
     assert wrong_report.score == pytest.approx(a.auto_points - a.question("q4").points)
     assert master_report.files.accepted == ["weights/unused.pt"]
     assert master_report.platform.torch.split("+")[0] == torch.__version__.split("+")[0]
+
+
+def test_data_sets_named_to_grade_batch_reach_the_workers(tmp_path, monkeypatch):
+    """An assignment whose data set was moved (``with_data``) is graded with that copy, as
+    ``--data`` is: the worker process reads the location from its job."""
+    needs_root()
+    import os
+    moved = tmp_path / "elsewhere"
+    os.symlink(os.environ["GRADEKIT_DATA_SHAPES"], moved)
+    monkeypatch.setenv("GRADEKIT_DATA_SHAPES", str(tmp_path / "not-here"))
+    src = tmp_path / "subs"
+    src.mkdir()
+    nbformat.write(master(), str(src / "m.ipynb"))
+    [rep] = grade_batch([src], load(AID).with_data({"shapes": moved}), tmp_path / "out", BatchOptions(progress=False))
+    assert rep.score == pytest.approx(load(AID).auto_points), [(t.name, t.message[:200]) for t in rep.tests]

@@ -164,7 +164,7 @@ class _Batch:
                   work_root=self.run_dir / key, backend=self.options.backend, limits=self.limits,
                   hidden=(self.out_dir, self.run_dir), gpus=tuple(devices), secret=self.options.secret,
                   fingerprint=self.fingerprint_of(item), environment=self.environment, files_dir=files_dir,
-                  handed_in=item.handed_in, data=dict(self.options.data))
+                  handed_in=item.handed_in, data={d.name: d.path for d in self.assignment.data})
         job_file = self.run_dir / f"{key}.json"
         write_atomic(job_file, json.dumps(job.to_json()))
         os.chmod(job_file, 0o600)
@@ -233,7 +233,8 @@ def grade_batch(paths: list[str | Path], assignment: Assignment, out_dir: Path, 
     problems = check_graders(assignment)
     if problems:
         raise GradersBroken(problems)
-    problems = data_problems(assignment.with_data(options.data))
+    assignment = assignment.with_data(options.data)  # the workers read the data sets from here
+    problems = data_problems(assignment)
     if problems:
         raise DataMissing(problems)
     items = intake.collect(paths, assignment.id, assignment.files)
