@@ -114,3 +114,25 @@ def hanging_worker(job_file: str, log_file: str, environ: dict, cwd: str) -> Non
         Path(os.environ["GK_TEST_PIDFILE"]).write_text(str(child.pid))
         time.sleep(600)
     sys.exit(main([job_file]))
+
+
+def kernel_submission(tmp_path_factory, name: str, code: str, call_timeout: float):
+    """A process-sandbox kernel that ran ``code`` as its one cell, as a bridge Submission
+    (a generator for module fixtures: the kernel closes after the module's tests)."""
+    from nbformat.v4 import new_code_cell, new_notebook
+    from gradekit.bridge.host import Submission
+    from gradekit.kernel.session import KernelSession
+    from gradekit.model import KernelJob, Limits
+    from gradekit.sandbox.process.backend import ProcessSandbox
+    needs_root()
+    sandbox = ProcessSandbox()
+    sandbox.check()
+    root = tmp_path_factory.mktemp(name)
+    root.chmod(0o711)
+    job = KernelJob(id=name, root=root / "job", limits=Limits(cell_timeout=60, total_timeout=120))
+    job.root.mkdir()
+    session = KernelSession(sandbox, job)
+    result = session.execute(new_notebook(cells=[new_code_cell(code)]))
+    assert result.status == "completed", result
+    yield Submission(session, call_timeout=call_timeout)
+    session.close()

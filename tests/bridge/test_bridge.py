@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
-from support import needs_root
-from gradekit.bridge.host import Submission
+from support import kernel_submission
 from gradekit.bridge.protocol import StudentError
 from gradekit.bridge.values import ModuleSummary, TorchArray, Unsupported, as_torch
-from gradekit.kernel.session import KernelSession
 from gradekit.grading import assert_close, expect_array
-from gradekit.model import KernelJob, Limits
-from gradekit.sandbox.process.backend import ProcessSandbox
 
 STUDENT = '''
 import numpy as np, time, os
@@ -51,20 +46,7 @@ net[0].weight.requires_grad_(False)
 
 @pytest.fixture(scope="module")
 def submission(tmp_path_factory):
-    needs_root()
-    sandbox = ProcessSandbox()
-    sandbox.check()
-    root = tmp_path_factory.mktemp("bridge")
-    root.chmod(0o711)
-    job = KernelJob(id="bridge", root=root / "job", limits=Limits(cell_timeout=60, total_timeout=120))
-    job.root.mkdir()
-    session = KernelSession(sandbox, job)
-    nb = new_notebook()
-    nb.cells = [new_code_cell(STUDENT)]
-    result = session.execute(nb)
-    assert result.status == "completed", result
-    yield Submission(session, call_timeout=3)
-    session.close()
+    yield from kernel_submission(tmp_path_factory, "bridge", STUDENT, call_timeout=3)
 
 
 def test_values_and_calls_cross_as_data(submission):

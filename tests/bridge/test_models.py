@@ -9,16 +9,11 @@ from bisect import bisect_right
 import numpy as np
 import pytest
 import torch
-from nbformat.v4 import new_code_cell, new_notebook
 
-from support import needs_root
-from gradekit.bridge.host import Submission
+from support import kernel_submission
 from gradekit.bridge.models import accuracy, predict
 from gradekit.bridge.protocol import BridgeDecodeError, StudentError
 from gradekit.bridge.values import Handle, as_torch
-from gradekit.kernel.session import KernelSession
-from gradekit.model import KernelJob, Limits
-from gradekit.sandbox.process.backend import ProcessSandbox
 
 STUDENT = '''
 import numpy as np, torch, types
@@ -153,20 +148,7 @@ def forge_reply(raw):                       # the next request is answered with 
 
 @pytest.fixture(scope="module")
 def submission(tmp_path_factory):
-    needs_root()
-    sandbox = ProcessSandbox()
-    sandbox.check()
-    root = tmp_path_factory.mktemp("models")
-    root.chmod(0o711)
-    job = KernelJob(id="models", root=root / "job", limits=Limits(cell_timeout=60, total_timeout=120))
-    job.root.mkdir()
-    session = KernelSession(sandbox, job)
-    nb = new_notebook()
-    nb.cells = [new_code_cell(STUDENT)]
-    result = session.execute(nb)
-    assert result.status == "completed", result
-    yield Submission(session, call_timeout=10)
-    session.close()
+    yield from kernel_submission(tmp_path_factory, "models", STUDENT, call_timeout=10)
 
 
 @pytest.fixture
