@@ -126,7 +126,7 @@ def _submitter_folder(folder: Path, label: str, submitter: str, assignment_id: s
                 return fh.read(cap + 1)
         item.files, item.handed_in = handed_in.select(plain, lambda n: (folder / n).stat().st_size, read, rules,
                                                       keep_bytes=False)
-        item.handed_in.ignored += [o for o in others if o.endswith(" (a link, ignored)")][:10]
+        item.handed_in.ignored += [handed_in.shown(o) for o in others if o.endswith(" (a link, ignored)")][:10]
         for f in item.files:
             f.path = folder / f.relative
     return item

@@ -36,6 +36,11 @@ class HandedInFile:
             return fh.read(self.size + 1)
 
 
+def shown(name: str) -> str:
+    """A student's file name as the report may show it: escapes for control codes, capped."""
+    return name.encode("unicode_escape").decode("ascii")[:200]
+
+
 def _safe(relative: str) -> bool:
     pure = PurePosixPath(relative)
     return bool(relative) and not pure.is_absolute() and ".." not in pure.parts and all(
@@ -53,29 +58,29 @@ def select(names: list[str], size_of: Callable[[str], int], read: Callable[[str,
     record = HandedInFiles()
     total = 0
     for name in sorted(names):
-        shown = name.encode("unicode_escape").decode("ascii")[:200]
+        label = shown(name)
         if not rules.matches(name) or not _safe(name):
             if len(record.ignored) < LISTED:
-                record.ignored.append(shown)
+                record.ignored.append(label)
             continue
         size = size_of(name)
         limit_one, limit_all = int(rules.max_file_mb * MB), int(rules.max_total_mb * MB)
         if size > limit_one:
-            record.refused.append(f"{shown}: {size / MB:.1f} MB, over the limit of {rules.max_file_mb:g} MB per file")
+            record.refused.append(f"{label}: {size / MB:.1f} MB, over the limit of {rules.max_file_mb:g} MB per file")
             continue
         if total + size > limit_all:
-            record.refused.append(f"{shown}: the files together would pass the limit of {rules.max_total_mb:g} MB")
+            record.refused.append(f"{label}: the files together would pass the limit of {rules.max_total_mb:g} MB")
             continue
         if len(kept) >= rules.max_count:
-            record.refused.append(f"{shown}: more than {rules.max_count} files")
+            record.refused.append(f"{label}: more than {rules.max_count} files")
             continue
         data = read(name, size)
         if len(data) != size:  # changed while we read it, or a lying zip header
-            record.refused.append(f"{shown}: its size changed while it was read")
+            record.refused.append(f"{label}: its size changed while it was read")
             continue
         total += size
         kept.append(HandedInFile(name, size, hashlib.sha256(data).hexdigest(), data if keep_bytes else None))
-        record.accepted.append(shown)
+        record.accepted.append(label)
     return kept, record
 
 

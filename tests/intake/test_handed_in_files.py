@@ -63,3 +63,15 @@ def test_without_rules_nothing_beside_the_notebook_is_kept(tmp_path):
     [item] = collect([tmp_path / "class"])
     assert item.files == [] and item.handed_in is None
     assert content_key(item.sha256, []) == item.sha256
+
+
+def test_names_with_escape_codes_are_shown_escaped(tmp_path):
+    alice = tmp_path / "class" / "alice"
+    (alice / "weights").mkdir(parents=True)
+    (alice / "hw.ipynb").write_text(NB)
+    (alice / "weights" / "\x1b[31mred.pt").write_bytes(b"x")
+    (alice / "\x1b[2Jclear.txt").write_bytes(b"x")
+    (alice / "\x1b]link").symlink_to("/etc/passwd")
+    [item] = collect([tmp_path / "class"], files=RULES)
+    shown = item.handed_in.accepted + item.handed_in.ignored
+    assert len(shown) == 3 and not any("\x1b" in s for s in shown), shown
