@@ -48,6 +48,8 @@ __all__ = [
     "inception_dimension_reduction",
     "babenko_layer_table",
     "babenko_convnet",
+    "BABENKO_FILTERS",
+    "BABENKO_KERNELS",
     "resnet50_transfer_model",
     "resnet50_parameter_counts",
     "multistep_lr",
@@ -532,29 +534,41 @@ def inception_dimension_reduction(
 # --------------------------------------------------------------------------
 # Babenko et al. 2014, modified for 64x64 Tiny ImageNet (2IMM10)
 # --------------------------------------------------------------------------
+#: Filters of Layers 1-5 of Babenko et al.'s network (Fig. 1 of the ECCV 2014 paper): 96, 192,
+#: 288, 288, 256 -- narrower than Krizhevsky et al.'s 96, 256, 384, 384, 256 in Layers 2-4.
+#: Provenance (issue 13): the figure itself (an image in the PDF) could not be opened from the
+#: machine this was written on; these widths are those of an independent PyTorch port of the
+#: same 2IMM10 assignment, and they give the 1024-value valid-padding Layer-5 code that port
+#: reports. A person should confirm them against Fig. 1.
+BABENKO_FILTERS = (96, 192, 288, 288, 256)
+#: Kernels of Layers 1-5: the assignment's 4x4 for Layer 1 (the paper's is 11x11, stride 4),
+#: then 5x5, 3x3, 3x3, 3x3 as in the paper.
+BABENKO_KERNELS = (4, 5, 3, 3, 3)
+
+
 def babenko_layer_table(num_classes: int = 190, input_size: int = 64, padding: str = "same",
                         fc_units: int = 2048, include_bias: bool = True) -> list:
     """Layer table of the modified Babenko et al. ConvNet (2IMM10 Assignment 2, Task 1.1).
 
-    Babenko et al. (ECCV 2014, Sec. 2 and Fig. 1) use the Krizhevsky et al.
-    architecture: five conv layers with 96, 256, 384, 384, 256 filters
-    (11x11/4, 5x5, 3x3, 3x3, 3x3), max pooling after layers 1, 2 and 5, two
-    4096-unit FC layers (6, 7) and a softmax layer 8. The neural codes are
-    the outputs of layer 5 (after pooling), 6 and 7. The seed modifies it:
+    Babenko et al. (ECCV 2014, Fig. 1): five convolutional layers with
+    :data:`BABENKO_FILTERS` = 96, 192, 288, 288, 256 filters (11x11/4, 5x5,
+    3x3, 3x3, 3x3), max pooling after Layers 1, 2 and 5, two 4096-unit fully
+    connected Layers 6 and 7 and a softmax Layer 8. The neural codes are the
+    outputs of Layer 5 (after pooling), 6 and 7. The seed modifies it:
 
     * Layer 1: 4x4 kernel, stride 1 (instead of 11x11, stride 4);
     * Layers 6 and 7: 2048 units (instead of 4096);
     * every pooling layer: 3x3 window, stride 2;
-    * dropout 0.5 before layers 6 and 7;
-    * layer 8: ``num_classes`` = 190 (the in-domain classes).
+    * dropout 0.5 before Layers 6 and 7;
+    * Layer 8: ``num_classes`` = 190 (the in-domain classes).
 
     The seed does not fix the conv padding. Default ``padding='same'``
-    (stride 1 keeps the size): 64 -> layer1 64x64x96 -> pool 31x31x96 ->
-    layer2 31x31x256 -> pool 15x15x256 -> layers 3-5 15x15 -> pool
-    7x7x256, so the layer-5 code has 12,544 values (the paper's 224x224
+    (stride 1 keeps the size): 64 -> Layer 1 64x64x96 -> pool 31x31x96 ->
+    Layer 2 31x31x192 -> pool 15x15x192 -> Layers 3-5 15x15 -> pool
+    7x7x256, so the Layer-5 code has 12,544 values (the paper's 224x224
     network gives 6x6x256 = 9216). ``padding='valid'`` (no padding) gives
     61 -> 30 -> 26 -> 12 -> 10 -> 8 -> 6 -> 2, i.e. a 2x2x256 = 1024-value
-    layer-5 code. Layer 6/7 codes are ``fc_units`` = 2048 long either way.
+    Layer-5 code. Layer 6/7 codes are ``fc_units`` = 2048 long either way.
     Local response normalisation is not used (the seed does not ask for it).
     """
     p1 = "same" if padding == "same" else 0
@@ -579,14 +593,10 @@ def babenko_layer_table(num_classes: int = 190, input_size: int = 64, padding: s
         rows.append(r)
         shape = r["output_shape"]
 
-    conv("layer1", 96, 4)
-    pool("pool1")
-    conv("layer2", 256, 5)
-    pool("pool2")
-    conv("layer3", 384, 3)
-    conv("layer4", 384, 3)
-    conv("layer5", 256, 3)
-    pool("pool5")
+    for i, (out, k) in enumerate(zip(BABENKO_FILTERS, BABENKO_KERNELS), 1):
+        conv(f"layer{i}", out, k)
+        if i in (1, 2, 5):
+            pool(f"pool{i}")
     feat = shape[0] * shape[1] * shape[2]
     for name, out in (("layer6", fc_units), ("layer7", fc_units), ("layer8", num_classes)):
         rows.append(_fc_row(name, feat, out, include_bias))
@@ -601,7 +611,7 @@ def babenko_convnet(num_classes: int = 190, input_size: int = 64, padding: str =
     Children (an ``nn.Sequential`` with named modules): ``layer1`` ...
     ``layer8``; ``layer1``/``layer2``/``layer5`` end with their 3x3/2 max
     pooling; ``layer5`` also flattens, so its output is the layer-5 neural
-    code (9216-d for 64x64 inputs with "same" padding); ``layer6`` and
+    code (12,544-d for 64x64 inputs with "same" padding); ``layer6`` and
     ``layer7`` are dropout -> linear -> ReLU (2048-d codes); ``layer8`` is
     the linear classifier (logits; softmax is in the loss). Imports torch.
     """
@@ -612,12 +622,14 @@ def babenko_convnet(num_classes: int = 190, input_size: int = 64, padding: str =
     pad = "same" if padding == "same" else 0
     rows = babenko_layer_table(num_classes, input_size, padding, fc_units)
     flat = rows[-3]["input_shape"][0]
+    c1, c2, c3, c4, c5 = BABENKO_FILTERS
+    k1, k2, k3, k4, k5 = BABENKO_KERNELS
     return nn.Sequential(OrderedDict([
-        ("layer1", nn.Sequential(nn.Conv2d(3, 96, 4, padding=pad), nn.ReLU(), nn.MaxPool2d(3, 2))),
-        ("layer2", nn.Sequential(nn.Conv2d(96, 256, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(3, 2))),
-        ("layer3", nn.Sequential(nn.Conv2d(256, 384, 3, padding=pad), nn.ReLU())),
-        ("layer4", nn.Sequential(nn.Conv2d(384, 384, 3, padding=pad), nn.ReLU())),
-        ("layer5", nn.Sequential(nn.Conv2d(384, 256, 3, padding=pad), nn.ReLU(), nn.MaxPool2d(3, 2),
+        ("layer1", nn.Sequential(nn.Conv2d(3, c1, k1, padding=pad), nn.ReLU(), nn.MaxPool2d(3, 2))),
+        ("layer2", nn.Sequential(nn.Conv2d(c1, c2, k2, padding=pad), nn.ReLU(), nn.MaxPool2d(3, 2))),
+        ("layer3", nn.Sequential(nn.Conv2d(c2, c3, k3, padding=pad), nn.ReLU())),
+        ("layer4", nn.Sequential(nn.Conv2d(c3, c4, k4, padding=pad), nn.ReLU())),
+        ("layer5", nn.Sequential(nn.Conv2d(c4, c5, k5, padding=pad), nn.ReLU(), nn.MaxPool2d(3, 2),
                                  nn.Flatten())),
         ("layer6", nn.Sequential(nn.Dropout(dropout), nn.Linear(flat, fc_units), nn.ReLU())),
         ("layer7", nn.Sequential(nn.Dropout(dropout), nn.Linear(fc_units, fc_units), nn.ReLU())),

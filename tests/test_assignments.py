@@ -83,9 +83,11 @@ def test_wrong_variant_loses_exactly_its_question(graded, aid, variant):
     rep = graded(aid, f"variant-{variant['name']}")
     assert rep["status"] == "graded", rep["reason"]
     per_q = {q["id"]: q for q in rep["questions"]}
-    lost = per_q[variant["question"]]
-    assert lost["points_earned"] == 0, f"{variant['name']} kept points on {variant['question']}:\n{_explain(rep)}"
-    want = a.auto_points - a.question(variant["question"]).points
+    # `also`: questions a mistake ruins downstream too (a loss without its hinge trains nothing)
+    losing = [variant["question"], *variant.get("also", [])]
+    for qid in losing:
+        assert per_q[qid]["points_earned"] == 0, f"{variant['name']} kept points on {qid}:\n{_explain(rep)}"
+    want = a.auto_points - sum(a.question(qid).points for qid in losing)
     assert rep["score"] == pytest.approx(want), f"{variant['name']} lost points elsewhere:\n{_explain(rep)}"
 
 

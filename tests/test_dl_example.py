@@ -156,6 +156,14 @@ def test_a_missing_data_set_stops_the_batch_with_a_clear_message(tmp_path, monke
     assert "data set 'shapes' (image-folder" in str(caught.value) and "does not exist" in str(caught.value)
     assert "--data shapes=DIR" in str(caught.value)
     assert not (tmp_path / "out" / "gradebook.csv").exists()
+    # the command it suggests is the CLI's own syntax, and makes a set the batch accepts
+    hint = "gradekit data synth DIR --assignment dl-example --name shapes"
+    assert hint in str(caught.value), str(caught.value)
+    from gradekit.cli import main
+    made = tmp_path / "made"
+    assert main(hint.replace("DIR", str(made)).split()[1:]) == 0
+    from gradekit.run.batch import data_problems
+    assert data_problems(load(AID).with_data({"shapes": made})) == []
 
 
 def test_a_data_set_in_the_wrong_format_stops_the_batch(tmp_path, monkeypatch):

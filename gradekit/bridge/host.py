@@ -31,7 +31,10 @@ _SHIM_TORCH = (Path(__file__).parent / "shim_torch.py").read_text()
 
 
 def _describe_call(name: str, args: tuple, kwargs: dict) -> str:
-    shown = name.split(".", 1)[1] if name.startswith("@") else name
+    if name.startswith("@"):  # a handle's method ("@ref.eval"), or the object itself called
+        shown = name.split(".", 1)[1] if "." in name else "your object"
+    else:
+        shown = name
     return f"`{shown}(...)`" if args or kwargs else f"`{shown}()`"
 
 

@@ -40,6 +40,11 @@ def graded(assignment: Assignment, submission: SubmissionRef, *, tests: list[Tes
     report.parameters, report.files, report.platform = parameters, files, platform
     for row in report.questions:
         row.outputs = list((outputs or {}).get(row.id, []))
+        shows = assignment.question(row.id).shows
+        if row.manual and shows and not any(o.images for o in row.outputs):
+            # staff grade the figure: say plainly that there is none to grade
+            row.message = (f"no figure: no cell tagged {', '.join(f'`{t}`' for t in shows)} showed an image "
+                           "(was the cell's tag removed, or did the cell fail?)")
     return report
 
 

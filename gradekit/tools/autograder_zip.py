@@ -51,6 +51,9 @@ GRADESCOPE_TIMEOUT_S = 600
 TRUSTED_OVERHEAD_MB = 200
 TRUSTED_OVERHEAD_TORCH_MB = 600
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+#: Above this, a packed data set gets a warning (gradekit's own threshold: Gradescope publishes
+#: no zip size we could check, and a big zip is slow to upload and to build into an image).
+DATA_WARN_MB = 100
 #: Where the image requirement pins live (the Docker grading image uses the same files).
 IMAGE_REQUIREMENTS = Path("scripts") / "image"
 #: The engine's own packages that the grading image does not list (the trusted side runs
@@ -123,6 +126,21 @@ def resource_warnings(assignment: Assignment, *, torch: bool) -> tuple[list[str]
     return warnings, memory, seconds
 
 
+def data_warnings(data_set, packed_bytes: int) -> list[str]:
+    """What the staff must know about a data set packed into the zip (``packed_bytes``), or not."""
+    where = f"set GRADEKIT_DATA_{data_set.name.upper()} in the autograder's environment to a copy on the grading machine"
+    if not data_set.path.is_dir():
+        return [f"the data set {data_set.name!r} is not at {data_set.path}, so the zip holds none: graded "
+                f"notebooks will stop at their first read of it. Build the zip where the set is "
+                f"(GRADEKIT_DATA_{data_set.name.upper()}=DIR gradekit gradescope ...), or {where}."]
+    mb = packed_bytes / 2**20
+    if mb > DATA_WARN_MB:
+        return [f"the data set {data_set.name!r} adds {mb:.0f} MB to the zip (more than {DATA_WARN_MB} MB): a zip "
+                f"this large is slow to upload and to build on Gradescope, and may be refused. Grade such an "
+                f"assignment with `gradekit grade` on your own machines, or {where}."]
+    return []
+
+
 def _files(folder: Path):
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder)
@@ -165,9 +183,12 @@ def build_autograder(assignment_id: str, output_path: Path, *, torch: bool | Non
     for f in keep:
         members[f"assignments/{assignment.id}/{f.relative_to(a_root).as_posix()}"] = f.read_bytes()
     for d in assignment.data:  # packed as data/<name>/ (or named on the grading machine: GRADEKIT_DATA_<NAME>)
+        packed = 0
         if d.path.is_dir():
             for f in _files(d.path):
-                members[f"data/{d.name}/{f.relative_to(d.path).as_posix()}"] = f.read_bytes()
+                data = members[f"data/{d.name}/{f.relative_to(d.path).as_posix()}"] = f.read_bytes()
+                packed += len(data)
+        warnings += data_warnings(d, packed)
     for f in _files(assignment.graders_dir):
         members[f"graders/{assignment.id}/{f.relative_to(assignment.graders_dir).as_posix()}"] = f.read_bytes()
     members["requirements.txt"] = ("# Installed by setup.sh from PyPI (pinned).\n" + "\n".join(pypi) + "\n").encode()

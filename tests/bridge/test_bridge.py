@@ -36,6 +36,7 @@ def noisy():
 class Counter:
     def __init__(self, start): self.n = start
     def add(self, k): self.n += k; return self.n
+    def __call__(self, k): raise ValueError("not callable today")
 import torch
 def tensor(): return torch.ones(2, 2, requires_grad=True) * 3
 def as_tensor_type(t): return type(t).__name__
@@ -107,6 +108,9 @@ def test_printing_does_not_disturb_the_reply(submission):
 def test_objects_stay_in_the_kernel_behind_handles(submission):
     counter = submission.new("Counter", 10)
     assert counter.call("add", 5) == 15 and counter.get("n") == 15
+    # the object itself called ("@ref", no method): the message names it without the ref
+    with pytest.raises(StudentError, match=r"`your object\(\.\.\.\)` raised ValueError: not callable today"):
+        submission.call(f"@{counter.ref}", 1)
 
 
 def test_torch_values(submission):

@@ -220,6 +220,19 @@ def test_babenko_convnet_table_matches_module(padding, code5):
     assert pools == [(3, 2)] * 3
 
 
+@pytest.mark.parametrize("padding,code5", [("same", 7 * 7 * 256), ("valid", 2 * 2 * 256)])
+def test_babenko_convnet_counted_by_hand(padding, code5):
+    """Babenko et al.'s widths (Fig. 1: 96, 192, 288, 288, 256 filters), counted by hand,
+    against the table and torch's own count of the module."""
+    by_hand = ((4 * 4 * 3 + 1) * 96 + (5 * 5 * 96 + 1) * 192 + (3 * 3 * 192 + 1) * 288
+               + (3 * 3 * 288 + 1) * 288 + (3 * 3 * 288 + 1) * 256
+               + (code5 + 1) * 2048 + (2048 + 1) * 2048 + (2048 + 1) * 190)
+    assert sum(r["params"] for r in A.babenko_layer_table(padding=padding)) == by_hand
+    assert nparams(A.babenko_convnet(padding=padding)) == by_hand
+    convs = [m for m in A.babenko_convnet(padding=padding).modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [96, 192, 288, 288, 256]
+
+
 @pytest.fixture(scope="module")
 def resnet_models():
     return {mode: A.resnet50_transfer_model(10, mode) for mode in ("finetune", "feature_extractor")}

@@ -67,7 +67,7 @@ def test_notebook_without_metadata_needs_the_assignment(tmp_path, example):
     proc = check(str(path))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "--assignment" in proc.stderr and "which assignment" in proc.stderr, proc.stderr
-    assert "cv1-a5, dl-example, example, icv-lecture6" in proc.stderr, proc.stderr  # the known ids, to pick from
+    assert "2imm10-a2, cv1-a5, dl-example, example, icv-lecture6" in proc.stderr, proc.stderr  # the known ids, to pick from
 
 
 def test_unknown_assignment_is_a_clear_error(example):
@@ -96,3 +96,17 @@ def test_hidden_graders_never_run(tmp_path, example):
     assert "test_hidden_trap" not in proc.stdout and "hidden grader ran" not in proc.stdout, proc.stdout
     proc = check(str(example.master_path), "-a", "example", project_root=root)
     assert proc.returncode == 0 and not marker.exists(), proc.stdout + proc.stderr
+
+
+def test_a_deep_learning_template_is_checked_against_its_data_sets():
+    """2imm10-a2's template: the student's own check reads the data sets named by
+    GRADEKIT_DATA_<NAME> (conftest's stand-ins here), fails every public test, and keeps its
+    columns for long question ids."""
+    needs_root()
+    a = load("2imm10-a2")
+    proc = check(str(a.template_path))
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert "0/5 public tests passed" in out, out
+    assert "  1.1-pools-fc   0/1 public tests passed" in out and "  3              graded by course staff" in out, out
+    assert "✗ test_make_convnet_gives_one_logit_per_class: " in out, out

@@ -95,6 +95,29 @@ def test_resource_warnings_against_gradescope_defaults():
     assert any("10 minutes" in w for w in resource_warnings(slow, torch=False)[0])
 
 
+def test_data_sets_packed_or_missing_are_warned_about(tmp_path, monkeypatch):
+    """2imm10-a2's real Tiny ImageNet cannot go into a zip: a big set and a missing one are
+    both said, in the README and on stderr; a small one is packed without a word."""
+    from gradekit.data.synth import synthesize
+    from gradekit.tools import autograder_zip
+    a = load("2imm10-a2")
+    tiny, omniglot = tmp_path / "tiny", tmp_path / "omniglot"
+    synthesize("tiny-imagenet", tiny, **dict(a.data_set("tiny").synth))
+    monkeypatch.setenv("GRADEKIT_DATA_TINY", str(tiny))
+    monkeypatch.setenv("GRADEKIT_DATA_OMNIGLOT", str(omniglot))  # not there
+    path = build_autograder("2imm10-a2", tmp_path / "a.zip", quiet=True)
+    with zipfile.ZipFile(path) as zf:
+        names, readme = zf.namelist(), zf.read("README.md").decode()
+    assert any(n.startswith("data/tiny/train/") for n in names) and not any(n.startswith("data/omniglot") for n in names)
+    assert "the data set 'omniglot' is not at" in readme and "GRADEKIT_DATA_OMNIGLOT" in readme
+    assert "data set 'tiny'" not in readme  # small: packed, nothing to say
+    monkeypatch.setattr(autograder_zip, "DATA_WARN_MB", 0)
+    build_autograder("2imm10-a2", tmp_path / "b.zip")
+    with zipfile.ZipFile(tmp_path / "b.zip") as zf:
+        readme = zf.read("README.md").decode()
+    assert "the data set 'tiny' adds 0 MB to the zip (more than 0 MB)" in readme, readme
+
+
 # -- finding the notebook in /autograder/submission -------------------------------------
 def _nb(path: Path, assignment: str | None) -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])

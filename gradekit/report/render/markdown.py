@@ -35,7 +35,8 @@ def manual_line(report: Report) -> str:
     if not manual:
         return ""
     return "Graded by course staff later: " + ", ".join(
-        f"{md_text(q.id)} ({q.points_possible:g} pts)" for q in manual)
+        f"{md_text(q.id)} ({q.points_possible:g} pts" + (f"; {md_text(q.message)})" if q.message else ")")
+        for q in manual)
 
 
 def _points(q) -> str:
