@@ -15,7 +15,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml scripts/image/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]' -r scripts/image/requirements.txt
+	$(PY) -m pip install -q -e '.[dev,ray]' -r scripts/image/requirements.txt
 	touch $(STAMP)
 
 # The light grading image (no torch) serves the tests and the example assignment; the full

@@ -75,11 +75,19 @@ def cmd_grade(args) -> int:
     from .spec import load
     course = _course(args)
     assignment = load(args.assignment, course.root)
-    backend = choose_sandbox(args.sandbox, assignment)
-    gpus = _gpus(args.gpus, assignment)
+    if args.executor == "ray":
+        # the nodes grade: the sandbox is checked there (each task's worker), not on the driver
+        from .model import BackendChoice
+        name = "docker" if args.sandbox == "auto" else args.sandbox
+        backend = BackendChoice(name, {"torch": assignment.torch} if name == "docker" else {})
+        gpus = []  # Ray leases each node's GPUs (num_gpus=1 per GPU submission)
+    else:
+        backend = choose_sandbox(args.sandbox, assignment)
+        gpus = _gpus(args.gpus, assignment)
     options = BatchOptions(backend=backend, workers=args.workers, limits=_limits_from(args, assignment.limits),
                            gpus=gpus, secret=args.secret or os.environ.get("GRADEKIT_SECRET") or course.secret(),
-                           progress=not args.quiet, resume=args.resume, data=_data_locations(args.data))
+                           progress=not args.quiet, resume=args.resume, data=_data_locations(args.data),
+                           executor=args.executor, ray_address=args.ray_address, ray_retries=args.ray_retries)
     out = Path(args.out)
     try:
         results = grade_batch(args.submissions, assignment, out, options)
@@ -263,18 +271,19 @@ def cmd_check(args) -> int:
                     limits=assignment.limits, include_hidden=False)
     public = [t for t in rep.tests if t.public]
     print(f"{assignment.title}: public tests of {args.notebook}\n")
+    w = max([6] + [len(q.id) for q in rep.questions])  # ids such as "1.1-pools-fc" keep the columns
     for q in rep.questions:
         mine = [t for t in public if t.question == q.id]
         if q.manual:
-            print(f"  {q.id:6s} graded by course staff ({q.points_possible:g} pts)")
+            print(f"  {q.id:{w}s} graded by course staff ({q.points_possible:g} pts)")
         elif not mine:
-            print(f"  {q.id:6s} hidden tests only ({q.points_possible:g} pts): checked when you submit")
+            print(f"  {q.id:{w}s} hidden tests only ({q.points_possible:g} pts): checked when you submit")
         else:
             passed = sum(t.status == "passed" for t in mine)
-            print(f"  {q.id:6s} {passed}/{len(mine)} public tests passed")
+            print(f"  {q.id:{w}s} {passed}/{len(mine)} public tests passed")
             for t in mine:
                 if t.status != "passed":
-                    print(f"           ✗ {t.name}: {t.message.splitlines()[0] if t.message else t.status}")
+                    print(f"  {'':{w}s}   ✗ {t.name}: {t.message.splitlines()[0] if t.message else t.status}")
     ex = rep.execution
     if ex is not None and ex.message:
         print(f"\nWhile running your notebook: {ex.message}")
@@ -369,6 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     g.add_argument("--resume", action="store_true",
                    help="reuse OUT's reports of unchanged submissions graded by the unchanged graders")
+    g.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where workers run: local (processes on this machine) or ray (one task per submission "
+                        "on a Ray cluster; pip install 'gradekit[ray]'; see docs/cluster.md)")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="--executor ray: the cluster to join (HOST:6379, or auto); default: a Ray on this machine "
+                        "with --workers slots")
+    g.add_argument("--ray-retries", type=int, default=2, metavar="N",
+                   help="--executor ray: times a submission is sent again when its node dies under it")
     g.add_argument("--data", action="append", metavar="NAME=DIR", default=None,
                    help="where this machine keeps the assignment's data set NAME (repeatable; default: the "
                         "spec's path, or $GRADEKIT_DATA_<NAME>)")
@@ -418,12 +435,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .course import CourseError
     from .sandbox.base import SandboxUnavailable
+    from .run.executor import ExecutorUnavailable
     from .sandbox.gpus import GpuUnavailable
     from .spec import SpecError
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SpecError, SandboxUnavailable, GpuUnavailable, CourseError) as exc:
+    except (SpecError, SandboxUnavailable, GpuUnavailable, CourseError, ExecutorUnavailable) as exc:
         _say(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:

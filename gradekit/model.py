@@ -324,6 +324,22 @@ class Platform(Record):
 
 
 @dataclasses.dataclass
+class Placement(Record):
+    """Where a submission was graded when the batch sent it to a cluster (``--executor ray``)."""
+
+    executor: str                # "ray"
+    node: str = ""               # the node's id (Ray's)
+    attempts: int = 1            # 2 or more: earlier attempts were lost with their node and graded again
+    gpus: list[str] = dataclasses.field(default_factory=list)  # node-local device ids the cluster leased
+    started: float = 0.0         # on the node, seconds since the epoch
+    finished: float = 0.0
+
+    @property
+    def retried(self) -> bool:
+        return self.attempts > 1
+
+
+@dataclasses.dataclass
 class Report(Record):
     """One submission's grading: the source of truth every rendering is made from."""
 
@@ -347,6 +363,7 @@ class Report(Record):
     parameters: InjectedParameters | None = None
     files: HandedInFiles | None = None
     platform: Platform | None = None
+    placement: Placement | None = None   # graded on a cluster node: which, and after how many attempts
     created: str = dataclasses.field(
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     gradekit: str = ""

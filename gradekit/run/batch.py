@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import re
 import tempfile
@@ -37,9 +36,9 @@ from ..report.render.gradebook import gradebook
 from ..report.write import read, write_all, write_atomic
 from ..sandbox import registry
 from ..sandbox.cleanup import remove_tree
-from ..sandbox.gpus import GpuPool
 from ..spec import Assignment
-from . import launcher, resume
+from . import resume
+from .executor import EXECUTORS, Executor, ExecutorUnavailable, LocalExecutor
 from .progress import BatchProgress
 from .summary import environment_differences
 
@@ -71,7 +70,8 @@ def data_problems(assignment: Assignment) -> list[str]:
         problems += [f"data set {d.name!r} ({d.format}, {d.path}): {p}" for p in found[:5]]
         if found:
             problems.append(f"data set {d.name!r}: give its location with --data {d.name}=DIR or "
-                            f"{d.env_override}=DIR, or make a synthetic one: gradekit data synth {d.format} DIR")
+                            f"{d.env_override}=DIR, or make a synthetic one: "
+                            f"gradekit data synth DIR --assignment {assignment.id} --name {d.name}")
     return problems
 
 
@@ -86,6 +86,21 @@ class BatchOptions:
     resume: bool = False    # reuse reports whose submission and grading setup are unchanged
     on_done: Callable[[Report], None] | None = None  # called as each submission finishes (any thread)
     data: dict[str, Path] = dataclasses.field(default_factory=dict)  # data sets found elsewhere (--data)
+    executor: str = "local"  # where workers run: local (fork-server processes) | ray (a Ray cluster's nodes)
+    ray_address: str | None = None  # --executor ray: an existing cluster ("auto", "HOST:6379"); None: a local Ray
+    ray_retries: int = 2     # --executor ray: attempts added when a node dies under a submission
+
+
+def make_executor(batch: "_Batch", options: BatchOptions) -> Executor:
+    if options.executor == "local":
+        # the kernel environment is the same for every submission: found out once (~50 ms)
+        environment = tuple(environment_differences(registry.make(options.backend), batch.assignment.torch))
+        return LocalExecutor(batch.run_dir, options.workers, options.gpus if batch.assignment.gpu != "none" else [],
+                             batch.limits.hard_wall, batch.stopping, environment)
+    if options.executor == "ray":
+        from .ray_executor import RayExecutor  # imports ray lazily: says how to install it when missing
+        return RayExecutor(batch.assignment, batch.limits, options, batch.stopping)
+    raise ExecutorUnavailable(f"unknown executor {options.executor!r}; choose from {', '.join(EXECUTORS)}")
 
 
 def report_folder(submitter: str) -> str:
@@ -113,11 +128,12 @@ class _Batch:
         self.setup = resume.fingerprint(assignment, self.limits, options.secret)
         self.run_dir = Path(tempfile.mkdtemp(prefix="gk-"))
         os.chmod(self.run_dir, 0o711)
-        self.gpus = GpuPool(options.gpus if assignment.gpu != "none" else ())
-        self.procs: dict[str, object] = {}
         self.stopping = threading.Event()
-        # the same for every submission: found out once (listing a venv's packages takes ~50 ms)
-        self.environment = tuple(environment_differences(registry.make(options.backend), assignment.torch))
+        try:
+            self.executor = make_executor(self, options)
+        except BaseException:
+            remove_tree(self.run_dir)
+            raise
 
     def fingerprint_of(self, item: IntakeItem) -> str:
         """The setup's fingerprint, and the files handed in beside the notebook (for --resume)."""
@@ -150,7 +166,7 @@ class _Batch:
         return out
 
     def run_worker(self, item: IntakeItem, folder: Path) -> Report:
-        """Grade ``item`` in a worker process; its report is in ``folder`` when this returns."""
+        """Grade ``item`` with the batch's executor; its report is in ``folder`` when this returns."""
         key = item.content_key[:16]
         nb_path = self.run_dir / f"{key}.ipynb"
         nbformat.write(item.notebook, str(nb_path))
@@ -158,52 +174,28 @@ class _Batch:
         if item.files:
             files_dir = self.run_dir / f"{key}-files"
             handed_in.write(item.files, files_dir)
-        devices = self.gpus.acquire()  # () on the CPU; blocks while every GPU is busy
         job = Job(assignment=self.assignment.id, course=self.assignment.course, notebook=nb_path,
                   sha256=item.sha256, submitter=item.submitter, sources=(item.source,), report_dir=folder,
                   work_root=self.run_dir / key, backend=self.options.backend, limits=self.limits,
-                  hidden=(self.out_dir, self.run_dir), gpus=tuple(devices), secret=self.options.secret,
-                  fingerprint=self.fingerprint_of(item), environment=self.environment, files_dir=files_dir,
+                  hidden=(self.out_dir, self.run_dir), secret=self.options.secret,
+                  fingerprint=self.fingerprint_of(item), environment=self.executor.environment, files_dir=files_dir,
                   handed_in=item.handed_in, data={d.name: d.path for d in self.assignment.data})
-        job_file = self.run_dir / f"{key}.json"
-        write_atomic(job_file, json.dumps(job.to_json()))
-        os.chmod(job_file, 0o600)
-        wall = self.limits.hard_wall
         try:
             (folder / "report.json").unlink(missing_ok=True)
             if self.stopping.is_set():
                 raise KeyboardInterrupt
-            log_file = self.run_dir / f"{key}.log"
-            proc = launcher.start(job_file, log_file, name=f"gradekit-worker-{key[:12]}")
-            self.procs[key] = proc
-            code = launcher.wait(proc, wall)
-            reason = None
-            if code is None:
-                launcher.kill_group(proc)
-                code = launcher.wait(proc, None)
-                reason = f"grading took longer than the hard limit of {wall:g} s and was stopped"
-            if reason is None and code != 0:
-                reason = f"the grading worker failed (exit {code}): " + " | ".join(launcher.tail(log_file))
-            if self.stopping.is_set() and code and code < 0:
-                reason = "grading was interrupted before this submission finished"
-            if reason is None:
-                try:
-                    return read(folder)
-                except (OSError, ValueError, RecordError) as exc:
-                    reason = f"the grading worker wrote no readable report ({exc})"
+            outcome = self.executor.run(job, key)
         except KeyboardInterrupt:
-            reason = "grading was interrupted before this submission started"
-        finally:
-            self.procs.pop(key, None)
-            self.gpus.release(devices)
-        failed = build.failed(self.assignment, _ref(item), reason)  # the worker wrote none: the batch does
+            outcome = "grading was interrupted before this submission started"
+        if isinstance(outcome, Report):
+            return outcome
+        failed = build.failed(self.assignment, _ref(item), outcome)  # the worker wrote none: the batch does
         write_all(failed, folder)
         return failed
 
     def stop(self) -> None:
         self.stopping.set()
-        for proc in list(self.procs.values()):
-            launcher.kill_group(proc)
+        self.executor.stop()
 
 
 def newest_reports(out_dir: Path) -> list[Report]:
@@ -243,6 +235,15 @@ def grade_batch(paths: list[str | Path], assignment: Assignment, out_dir: Path, 
         if item.notebook is not None:
             groups.setdefault(item.content_key, []).append(item)
     batch = _Batch(assignment, out_dir, options)
+    try:
+        return _grade_groups(batch, items, groups, options)
+    finally:
+        batch.executor.close()
+
+
+def _grade_groups(batch: _Batch, items: list[IntakeItem], groups: dict[str, list[IntakeItem]],
+                  options: BatchOptions) -> list[Report]:
+    assignment, out_dir = batch.assignment, batch.out_dir
     results: list[Report] = []
     with BatchProgress(len(items), options.progress) as progress:
         for item in items:
@@ -252,7 +253,7 @@ def grade_batch(paths: list[str | Path], assignment: Assignment, out_dir: Path, 
                 write_all(report, out_dir / report.submission.id)
                 results.append(batch.finish(report, progress))
         try:
-            with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
+            with ThreadPoolExecutor(max_workers=max(1, batch.executor.slots)) as pool:
                 futures = [pool.submit(batch.grade_group, group, progress) for group in groups.values()]
                 try:
                     pending = set(futures)

@@ -31,8 +31,9 @@ worker_entry = worker.forked_main  # what each forked worker runs (tests put a m
 _poll_lock = threading.Lock()
 
 
-def start(job_file: Path, log_file: Path, name: str) -> multiprocessing.process.BaseProcess:
-    proc = _forks.Process(target=worker_entry, name=name,
+def start(job_file: Path, log_file: Path, name: str, target=None) -> multiprocessing.process.BaseProcess:
+    """Fork a worker running ``target`` (default :data:`worker_entry`) on ``job_file``."""
+    proc = _forks.Process(target=target or worker_entry, name=name,
                           args=(str(job_file), str(log_file), dict(os.environ), os.getcwd()))
     with _poll_lock:
         proc.start()
