@@ -40,6 +40,37 @@ def pytest_configure(config):
             os.environ[d.env_override] = str(target)
 
 
+def notebooks_wanted(items) -> dict[str, set[str]]:
+    """assignment id -> the notebooks the selected tests need: tests parametrized with ``aid``
+    (and ``variant`` or ``alternative``; test_assignments.py), and tests marked
+    ``@pytest.mark.notebooks(AID, "master", "alt-NAME", ...)``."""
+    wanted: dict[str, set[str]] = {}
+    for item in items:
+        for mark in item.iter_markers("notebooks"):
+            wanted.setdefault(mark.args[0], set()).update(mark.args[1:])
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "aid" not in params:
+            continue
+        need = wanted.setdefault(params["aid"], set())
+        if "variant" in params:
+            need.add(f"variant-{params['variant']['name']}")
+        elif "alternative" in params:
+            need.add(f"alt-{params['alternative']['name']}")
+        elif item.originalname == "test_template_scores_zero":
+            need.add("template")
+        elif item.originalname != "test_template_is_current":
+            need.add("master")
+    return wanted
+
+
+@pytest.fixture(scope="session")
+def graded(request, tmp_path_factory):
+    """``graded(aid, name)``: the report (report.json's data) of the master, template, a wrong
+    variant or a valid alternative; each assignment's selected notebooks graded in one batch."""
+    from support import SelectedNotebooks
+    return SelectedNotebooks(notebooks_wanted(request.session.items), tmp_path_factory)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def gradekit_home(tmp_path_factory):
     """Course secrets made by the tests' `gradekit grade` runs stay in a temporary folder."""

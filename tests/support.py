@@ -31,6 +31,14 @@ def load_variants(assignment_id: str) -> list[dict]:
     return tomllib.loads(path.read_text())["variant"]
 
 
+def load_alternatives(assignment_id: str) -> list[dict]:
+    """Valid alternatives to the master (tests/fixtures/ID/alternatives.toml): each keeps full marks."""
+    path = ROOT / "tests" / "fixtures" / assignment_id / "alternatives.toml"
+    if not path.exists():
+        return []
+    return tomllib.loads(path.read_text())["alternative"]
+
+
 def apply_variant(master: nbformat.NotebookNode, replace: list[list[str]]) -> nbformat.NotebookNode:
     nb = copy.deepcopy(master)
     for old, new in replace:
@@ -58,14 +66,16 @@ def grade_notebooks(assignment_id: str, notebooks: dict[str, nbformat.NotebookNo
 
 
 class SelectedNotebooks:
-    """An assignment's master, template and wrong variants, graded lazily: only those that
-    the run's selected tests need (``wanted``: assignment id -> names like "master",
-    "template", "variant-NAME"), in one batch per assignment. A variant whose ``replace``
-    text is not in the master fails alone. ``grade`` and ``variants`` are seams for tests."""
+    """An assignment's master, template, wrong variants and valid alternatives, graded lazily:
+    only those that the run's selected tests need (``wanted``: assignment id -> names like
+    "master", "template", "variant-NAME", "alt-NAME"), in one batch per assignment. A variant
+    whose ``replace`` text is not in the master fails alone. ``grade``, ``variants`` and
+    ``alternatives`` are seams for tests."""
 
-    def __init__(self, wanted, tmp_path_factory, grade=None, variants=None):
+    def __init__(self, wanted, tmp_path_factory, grade=None, variants=None, alternatives=None):
         self.wanted, self.tmp, self.done = wanted, tmp_path_factory, {}
         self.grade, self.variants = grade or grade_notebooks, variants or load_variants
+        self.alternatives = alternatives or load_alternatives
 
     def __call__(self, aid: str, name: str) -> dict:
         from gradekit.spec import load
@@ -73,6 +83,7 @@ class SelectedNotebooks:
             a = load(aid)
             master = nbformat.read(str(a.master_path), as_version=4)
             variants = {f"variant-{v['name']}": v for v in self.variants(aid)}
+            variants.update({f"alt-{v['name']}": v for v in self.alternatives(aid)})
             notebooks, broken = {}, {}
             for want in sorted(self.wanted.get(aid, set()) | {name}):
                 if want == "master":

@@ -1,40 +1,19 @@
-"""Every assignment's graders can fail: master full marks, template zero, and each wrong
-variant (tests/fixtures/ID/variants.toml) loses exactly its question's points.
+"""Every assignment's graders can fail: master full marks, template zero, each wrong variant
+(tests/fixtures/ID/variants.toml) loses exactly its question's points, and each valid
+alternative (tests/fixtures/ID/alternatives.toml) keeps full marks.
 
 Each variant is a test of its own (``-k 'cv1-a5:bn-eval'`` selects one): only the selected
-variants are graded, in one batch per assignment, and a variant whose ``replace`` text is
-not in the master fails alone."""
+notebooks are graded, in one batch per assignment (conftest's ``graded``, which other
+modules share), and a variant whose ``replace`` text is not in the master fails alone."""
 from __future__ import annotations
 
 import pytest
 
-from support import ROOT, SelectedNotebooks, load_variants
+from support import ROOT, load_alternatives, load_variants
 from gradekit.tools.assign import is_stale
 from gradekit.spec import load
 
 ASSIGNMENTS = sorted(p.parent.name for p in (ROOT / "assignments").glob("*/assignment.toml"))
-
-
-def _selected(session, module) -> dict[str, set[str]]:
-    """assignment id -> the notebooks this run's selected tests need ("master", "variant-NAME", ...)."""
-    wanted: dict[str, set[str]] = {}
-    for item in session.items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        if item.module is not module or "aid" not in params:
-            continue
-        need = wanted.setdefault(params["aid"], set())
-        if "variant" in params:
-            need.add(f"variant-{params['variant']['name']}")
-        elif item.originalname == "test_template_scores_zero":
-            need.add("template")
-        elif item.originalname != "test_template_is_current":
-            need.add("master")
-    return wanted
-
-
-@pytest.fixture(scope="module")
-def graded(request, tmp_path_factory):
-    return SelectedNotebooks(_selected(request.session, request.module), tmp_path_factory)
 
 
 def _explain(report: dict) -> str:
@@ -96,3 +75,13 @@ def test_every_auto_question_has_a_variant():
     missing = [f"{aid}:{q.id}" for aid in ASSIGNMENTS for q in load(aid).questions
                if not q.manual and q.id not in {v["question"] for v in load_variants(aid)}]
     assert not missing, f"auto-graded questions without a wrong-variant fixture: {missing}"
+
+
+ALTERNATIVES = [(aid, alt) for aid in ASSIGNMENTS for alt in load_alternatives(aid)]
+
+
+@pytest.mark.parametrize("aid,alternative", ALTERNATIVES, ids=[f"{a}:{v['name']}" for a, v in ALTERNATIVES])
+def test_valid_alternative_keeps_full_marks(graded, aid, alternative):
+    rep = graded(aid, f"alt-{alternative['name']}")
+    assert rep["status"] == "graded", rep["reason"]
+    assert rep["score"] == pytest.approx(load(aid).auto_points), _explain(rep)
