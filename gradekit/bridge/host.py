@@ -69,6 +69,19 @@ class Submission:
     def call(self, name: str, *args, **kwargs) -> Any:
         return self._request("call", name, args, kwargs)
 
+    def call_watching(self, name: str, *args, **kwargs) -> tuple[Any, tuple[str, ...]]:
+        """``call``, and which arguments the student's function changed in place: ``(value,
+        changed)``, ``changed`` naming each one ("argument 1", "keyword `eps`"); empty when
+        none did. The kernel compares each argument's bytes before and after the call, so a
+        grader can check "do not modify the arguments" (the values sent here are copies)."""
+        what = _describe_call(name, args, kwargs)
+        value = self._request("call.watch", name, args, kwargs, what=what)
+        allowed = {f"argument {i + 1}" for i in range(len(args))} | {f"keyword `{k}`" for k in kwargs}
+        if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], list)
+                and all(isinstance(c, str) and c in allowed for c in value[1])):
+            raise BridgeDecodeError(f"the reply for {what} is malformed")
+        return value[0], tuple(value[1])
+
     def new(self, name: str, *args, **kwargs) -> Handle:
         value = self._request("new", name, args, kwargs)
         return Handle(self, value["__handle__"], value.get("class", ""))

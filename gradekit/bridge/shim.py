@@ -165,9 +165,11 @@ def _gradekit_request(_request_json, limits, torch_op=None):
                 reply["value"] = encode(target)
             elif op == "has":
                 reply["value"] = True
-            elif op in ("call", "new") or op.startswith("torch."):
+            elif op in ("call", "call.watch", "new") or op.startswith("torch."):
                 args = decode(request.get("args", []))
                 kwargs = decode(request.get("kwargs", {"__dict__": []}))
+                if op == "call.watch":  # the arguments as bytes before the call, to see in-place changes
+                    seen = [json.dumps(encode(a)) for a in args], {k: json.dumps(encode(v)) for k, v in kwargs.items()}
                 if op.startswith("torch."):
                     import torch  # the kernel's own, whatever the notebook calls `torch`
                     if torch_op is None:
@@ -179,6 +181,10 @@ def _gradekit_request(_request_json, limits, torch_op=None):
                     handles = ns.setdefault("_gradekit_objects", {})
                     handles[token] = result
                     reply["value"] = {"__handle__": token, "class": type(result).__name__}
+                elif op == "call.watch":
+                    changed = [f"argument {i + 1}" for i, a in enumerate(args) if json.dumps(encode(a)) != seen[0][i]]
+                    changed += [f"keyword `{k}`" for k, v in kwargs.items() if json.dumps(encode(v)) != seen[1][k]]
+                    reply["value"] = encode((result, changed))
                 else:
                     reply["value"] = encode(result)
             else:

@@ -30,6 +30,12 @@ def die(): os._exit(1)
 def wipe_bridge():
     for k in [k for k in globals() if k.startswith("_gradekit")]:
         del globals()[k]
+def scale_in_place(a, k=2):
+    a *= k
+    return a
+def scale(a, k=2): return a * k
+def append_to(items, x): items.append(x)
+def fill(a): a[...] = 1
 def noisy():
     print("x" * 100000)
     return 1
@@ -103,6 +109,22 @@ def test_deleting_the_bridge_function_in_the_kernel_is_survived(submission):
 
 def test_printing_does_not_disturb_the_reply(submission):
     assert submission.call("noisy") == 1
+
+
+def test_in_place_changes_of_arguments_are_seen(submission):
+    """The kernel keeps each argument's bytes across the call: the grader learns which ones
+    the student's function changed (its own copies here are never touched)."""
+    x = np.ones(3)
+    value, changed = submission.call_watching("scale_in_place", x, k=3)
+    np.testing.assert_array_equal(value, 3 * np.ones(3))
+    assert changed == ("argument 1",) and np.array_equal(x, np.ones(3))
+    value, changed = submission.call_watching("scale", np.ones((2, 2)), k=3)
+    assert changed == () and value.shape == (2, 2)
+    assert submission.call_watching("append_to", [1, 2], 3) == (None, ("argument 1",))
+    assert submission.call_watching("fill", a=np.zeros(4, dtype=np.float32))[1] == ("keyword `a`",)
+    assert submission.call_watching("fill", a=np.ones(4))[1] == ()  # the same bytes: nothing changed
+    with pytest.raises(StudentError, match="`nope` is not defined"):
+        submission.call_watching("nope", x)
 
 
 def test_objects_stay_in_the_kernel_behind_handles(submission):
