@@ -323,11 +323,22 @@ def cmd_init(args) -> int:
 
 def cmd_image(args) -> int:
     from .sandbox.docker import image
-    if args.action == "build":
-        print(image.build(torch=not args.light))
-    else:
-        for info in image.list_images():
-            print(info.line())
+    if args.action in ("save", "load") and not args.file:
+        _say(f"gradekit image {args.action} needs a FILE")
+        return EXIT_USAGE
+    try:
+        if args.action == "build":
+            print(image.build(torch=not args.light))
+        elif args.action == "save":
+            print(image.save(Path(args.file), args.tag, torch=not args.light))
+        elif args.action == "load":
+            print("\n".join(image.load(Path(args.file))))
+        else:
+            for info in image.list_images():
+                print(info.line())
+    except image.ImageError as exc:
+        _say(f"gradekit image: {exc}")
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -426,9 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("dir", help="the new course's folder")
     n.add_argument("--title", default="My course", help="the course's title in gradekit.toml")
 
-    i = command("image", "build or list the Docker grading images", cmd_image)
-    i.add_argument("action", choices=["build", "ls"], help="build the image, or list the images")
+    i = command("image", "build, list, save or load the Docker grading images", cmd_image)
+    i.add_argument("action", choices=["build", "ls", "save", "load"],
+                   help="build the image, list the images, save one to FILE (docker save | gzip), "
+                        "or load FILE on this engine (grading images only; for clusters without a registry)")
+    i.add_argument("file", nargs="?", help="save/load: the image file (.tar.gz)")
     i.add_argument("--light", action="store_true", help="the light image, without torch")
+    i.add_argument("--tag", help="save: the grading image to save (default: this checkout's tag)")
     return p
 
 

@@ -38,6 +38,7 @@ Limits and faults:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -51,6 +52,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 
 from .. import __version__
@@ -170,6 +172,36 @@ def node_data_problems(assignment: Assignment) -> list[str]:
     return _data_checked[key]
 
 
+_environments: dict[str, tuple[str, ...]] = {}
+
+
+def node_environment(job: Job, torch: bool) -> tuple[str, ...]:
+    """How this node's kernel packages differ from the list, found out once per worker process
+    (the local executor finds it out once per batch; per submission it cost ~0.1 s)."""
+    from ..sandbox import registry
+    from .summary import environment_differences
+    key = json.dumps([repr(job.backend), torch])
+    if key not in _environments:
+        _environments[key] = tuple(environment_differences(registry.make(job.backend), torch))
+    return _environments[key]
+
+
+@contextlib.contextmanager
+def main_hidden():
+    """A fork-server child imports its parent's ``__main__`` before it runs (multiprocessing's
+    preparation data): in a Ray worker that is Ray's ``default_worker.py``, all of Ray, ~0.3 s
+    a submission that the grading worker never uses. Hidden while the worker is started."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is None:
+            del sys.modules["__main__"]
+        else:
+            sys.modules["__main__"] = main
+
+
 # -- on the node -----------------------------------------------------------------------------
 RUN_PREFIX = "gk-ray-"         # a task's run folder: gk-ray-<node>-<pid of its Ray worker>-<random>
 
@@ -240,7 +272,8 @@ def _grade_here(node_id: str, gpus: list[str], job_data: dict, notebook: str, fi
     if problem:
         return problem
     job = Job.from_json(job_data)
-    problems = node_data_problems(load(job.assignment, course).with_data(job.data))
+    assignment = load(job.assignment, course)
+    problems = node_data_problems(assignment.with_data(job.data))
     if problems:
         return f"the data sets on node {node_id[:12]} are not ready: " + "; ".join(problems[:5])
     sweep_runs()
@@ -263,10 +296,11 @@ def _grade_here(node_id: str, gpus: list[str], job_data: dict, notebook: str, fi
         here = dataclasses.replace(job, course=course, notebook=nb_path, report_dir=report_dir,
                                    work_root=run_dir / "job", gpus=tuple(gpus),
                                    hidden=(node, run_dir, *[p for p in job.hidden if p.exists()]),
-                                   files_dir=files_dir)
+                                   files_dir=files_dir, environment=node_environment(job, assignment.torch))
         job_file, log_file = run_dir / "job.json", run_dir / "worker.log"
         write_job(here, job_file)
-        proc = launcher.start(job_file, log_file, name=f"gradekit-worker-{key[:12]}", target=_entry(entry))
+        with main_hidden():
+            proc = launcher.start(job_file, log_file, name=f"gradekit-worker-{key[:12]}", target=_entry(entry))
         outcome = finish_worker(proc, log_file, report_dir, wall, where=f" on node {node_id[:12]}")
         if isinstance(outcome, str):
             return outcome

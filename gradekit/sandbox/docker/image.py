@@ -20,6 +20,10 @@ when the wheelhouse cannot be filled the build installs from the package index i
 The build context is ``.cache/image-context/<variant>/``: hard links to the recipe and
 to that variant's wheels only.
 
+For a cluster without a registry, :func:`save` writes ``docker save TAG | gzip`` to a file
+and :func:`load` loads it on a node, after checking that the file holds grading images only,
+by their content-addressed tags.
+
 Usable without the CLI: ``python -m gradekit.sandbox.docker.image build [--light]``, ``... ls``,
 ``... ensure [--light]``, ``... tag [--light]``.
 """
@@ -29,6 +33,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -383,6 +388,109 @@ def ensure(torch: bool = True, *, build_missing: bool = True, log: Log = _stderr
             f"{'' if torch else ' --light'})")
     log(f"gradekit image: {tag} is missing; building it now (first use)")
     return build(torch, log=log)
+
+
+# --------------------------------------------------------------------------- moving images
+
+TAG_PATTERN = re.compile(rf"^{re.escape(REPOSITORY)}:({'|'.join(VARIANTS)})-([0-9a-f]{{12}})$")
+SAVE_GZIP_LEVEL = 1      # docker save | gzip -1: most of the size gain at a fraction of the time
+_SMALL = 1 << 20         # members of a saved image read into memory: manifests and configs
+
+
+def grading_tag(tag: str) -> re.Match | None:
+    """The content-addressed tag of a grading image (``gradekit-grading:<variant>-<hash>``), or None."""
+    return TAG_PATTERN.match(tag)
+
+
+def save(path: Path, tag: str | None = None, torch: bool = True, *, docker: str | None = None,
+         log: Log = _stderr) -> str:
+    """``docker save TAG | gzip`` into ``path``, for a cluster without a registry; the tag
+    (default: this checkout's, :func:`resolve`) travels in the file. Returns the tag."""
+    docker = docker or docker_cli()
+    tag = tag or resolve(torch)
+    if not grading_tag(tag):
+        raise ImageError(f"{tag} is not a grading image's content-addressed tag "
+                         f"({REPOSITORY}:<variant>-<hash>; gradekit image ls shows them)")
+    if not exists(tag, docker):
+        raise ImageError(f"the grading image {tag} is not on this Docker engine: gradekit image build"
+                         f"{'' if tag.split(':')[1].startswith('full') else ' --light'}")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    log(f"gradekit image: saving {tag} to {path}")
+    t = time.monotonic()
+    with open(tmp, "wb") as out:
+        saver = subprocess.Popen([docker, "save", tag], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        zipper = subprocess.run(["gzip", "-c", f"-{SAVE_GZIP_LEVEL}"], stdin=saver.stdout, stdout=out,
+                                stderr=subprocess.PIPE)
+        saver.stdout.close()
+        err = saver.stderr.read().decode(errors="replace").strip()
+        code = saver.wait()
+    if code != 0 or zipper.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise ImageError(f"docker save {tag} | gzip failed: "
+                         f"{err or zipper.stderr.decode(errors='replace').strip()}")
+    os.replace(tmp, path)
+    log(f"gradekit image: saved {tag} ({path.stat().st_size / 1e6:.0f} MB) in {time.monotonic() - t:.0f} s")
+    return tag
+
+
+def saved_tags(path: Path) -> list[str]:
+    """The tags in a saved image (``docker save`` output, gzipped or not), after checking that
+    each is a grading image's content-addressed tag that its image's labels agree with.
+    Raises :class:`ImageError` for any other file: ``docker load`` would otherwise (re)tag
+    whatever images it holds on the node, ``debian`` or ``python`` included."""
+    import tarfile
+    small: dict[str, bytes] = {}
+    try:
+        with tarfile.open(path, mode="r|*") as tar:  # one pass, streamed: layers are not kept
+            for member in tar:
+                if member.isfile() and member.size <= _SMALL and not member.name.endswith("layer.tar"):
+                    small[member.name] = tar.extractfile(member).read()
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        raise ImageError(f"{path} is not a saved image (docker save | gzip): {exc}") from None
+    try:
+        manifest = json.loads(small["manifest.json"])
+    except (KeyError, ValueError):
+        raise ImageError(f"{path} is not a saved image: it has no manifest.json") from None
+    tags = []
+    for entry in manifest:
+        image_tags = entry.get("RepoTags") or []
+        if not image_tags:
+            raise ImageError(f"{path} holds an image without a tag: gradekit loads grading images only, "
+                             "by their content-addressed tag (save them with gradekit image save)")
+        try:
+            labels = json.loads(small[entry["Config"]]).get("config", {}).get("Labels") or {}
+        except (KeyError, ValueError, AttributeError):
+            raise ImageError(f"{path}: the configuration of {image_tags[0]} is missing from the file") from None
+        for t in image_tags:
+            m = grading_tag(t)
+            if not m:
+                raise ImageError(f"{path} holds {t}, which is not a gradekit grading image "
+                                 f"({REPOSITORY}:<variant>-<hash>): not loaded")
+            if labels.get("gradekit.image") != "grading" or not labels.get("gradekit.recipe", "").startswith(m[2]):
+                raise ImageError(f"{path}: the image tagged {t} is not the grading image that tag names "
+                                 "(its gradekit labels differ): not loaded")
+            tags.append(t)
+    if not tags:
+        raise ImageError(f"{path} holds no image")
+    return tags
+
+
+def load(path: Path, *, docker: str | None = None, log: Log = _stderr) -> list[str]:
+    """``docker load`` a file made by :func:`save`, after :func:`saved_tags` checked it;
+    each variant's alias tag then names the image loaded, as after a build. Returns the tags."""
+    path = Path(path)
+    tags = saved_tags(path)
+    docker = docker or docker_cli()
+    log(f"gradekit image: loading {', '.join(tags)} from {path}")
+    res = _run([docker, "load", "-q", "-i", str(path)], timeout=3600)
+    if res.returncode != 0:
+        raise ImageError(f"docker load failed: {res.stderr.strip()}")
+    for t in tags:
+        if not exists(t, docker):
+            raise ImageError(f"docker load did not create {t}: {res.stdout.strip()}")
+        _run([docker, "tag", t, f"{REPOSITORY}:{grading_tag(t)[1]}"])
+    return tags
 
 
 # --------------------------------------------------------------------------- CLI
