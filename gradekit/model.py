@@ -210,6 +210,7 @@ class Job(Record):
     files_dir: Path | None = None  # the files handed in beside the notebook (trusted copies), if any
     handed_in: "HandedInFiles | None" = None  # what the report says of them
     data: dict[str, Path] = dataclasses.field(default_factory=dict)  # where this run found each data set
+    check_secrets: tuple[str, ...] = ()  # run the graders again under these secrets (Report.seed_scores)
 
 
 # -- results ------------------------------------------------------------------------------
@@ -364,6 +365,9 @@ class Report(Record):
     files: HandedInFiles | None = None
     platform: Platform | None = None
     placement: Placement | None = None   # graded on a cluster node: which, and after how many attempts
+    # the scores the graders gave the same executed notebook under Job.check_secrets (other
+    # inputs): for authors proving a verdict does not depend on the seed; never the score
+    seed_scores: list[float] = dataclasses.field(default_factory=list)
     created: str = dataclasses.field(
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     gradekit: str = ""

@@ -49,9 +49,15 @@ def apply_variant(master: nbformat.NotebookNode, replace: list[list[str]]) -> nb
     return nb
 
 
+#: Two more secrets under which test_assignments.py re-runs the numpy assignments' graders on
+#: each executed notebook (Report.seed_scores): a verdict must not depend on the inputs drawn.
+CHECK_SECRETS = ("seed-check-1", "seed-check-2")
+
+
 def grade_notebooks(assignment_id: str, notebooks: dict[str, nbformat.NotebookNode], tmp: Path,
-                    workers: int = 2, **limit_overrides) -> dict[str, dict]:
-    """Grade named notebooks in one batch; returns name -> report (as report.json holds it)."""
+                    workers: int = 2, check_secrets: tuple[str, ...] = (), **limit_overrides) -> dict[str, dict]:
+    """Grade named notebooks in one batch; returns name -> report (as report.json holds it).
+    ``check_secrets``: the graders also run under these secrets (``report["seed_scores"]``)."""
     from gradekit.run.batch import BatchOptions, grade_batch
     from gradekit.spec import load
     assignment = load(assignment_id)
@@ -60,7 +66,8 @@ def grade_notebooks(assignment_id: str, notebooks: dict[str, nbformat.NotebookNo
     for name, nb in notebooks.items():
         nbformat.write(nb, str(src / f"{name}.ipynb"))
     limits = assignment.limits.replace(**limit_overrides) if limit_overrides else None
-    reports = grade_batch([src], assignment, tmp / "out", BatchOptions(workers=workers, limits=limits, progress=False))
+    reports = grade_batch([src], assignment, tmp / "out", BatchOptions(workers=workers, limits=limits, progress=False,
+                                                                       check_secrets=check_secrets))
     # report.json's data: the contract every rendering and reader relies on
     return {Path(r.submission.submitter).stem: r.to_json() for r in reports}
 
@@ -95,9 +102,12 @@ class SelectedNotebooks:
                         notebooks[want] = apply_variant(master, variants[want]["replace"])
                     except AssertionError as exc:  # a typo in one variant fails that variant alone
                         broken[want] = str(exc)
+            extra = {}
             if notebooks and self.grade is grade_notebooks:
                 needs_root()
-            self.done[aid] = (self.grade(aid, notebooks, self.tmp.mktemp(aid)) if notebooks else {}, broken)
+                # the torch assignments' graders take seconds a notebook: their seeds are checked by hand
+                extra = {"check_secrets": () if a.torch else CHECK_SECRETS}
+            self.done[aid] = (self.grade(aid, notebooks, self.tmp.mktemp(aid), **extra) if notebooks else {}, broken)
         reports, broken = self.done[aid]
         if name in broken:
             pytest.fail(f"{aid}:{name}: {broken[name]}", pytrace=False)

@@ -16,6 +16,14 @@ from gradekit.spec import load
 ASSIGNMENTS = sorted(p.parent.name for p in (ROOT / "assignments").glob("*/assignment.toml"))
 
 
+def same_verdict_under_other_secrets(report: dict) -> None:
+    """The graders ran again on the same executed notebook with other inputs (support.CHECK_SECRETS,
+    numpy assignments): every run gave the same score."""
+    assert all(s == pytest.approx(report["score"]) for s in report["seed_scores"]), (
+        f"the score depends on the inputs drawn: {report['score']} with the batch's secret, "
+        f"{report['seed_scores']} with others:\n{_explain(report)}")
+
+
 def _explain(report: dict) -> str:
     lines = [f"{t['question']} {t['name']}: {t['status']} {t['points_earned']}/{t['points_possible']} {t['message'][:200]}"
              for t in report["tests"]]
@@ -35,6 +43,7 @@ def test_master_scores_full_marks(graded, aid):
     assert rep["status"] == "graded", rep["reason"]
     assert rep["score"] == pytest.approx(a.auto_points), _explain(rep)
     assert all(t["status"] == "passed" for t in rep["tests"]), _explain(rep)
+    same_verdict_under_other_secrets(rep)
 
 
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
@@ -43,6 +52,7 @@ def test_template_scores_zero(graded, aid):
     assert rep["status"] == "graded", rep["reason"]
     assert rep["score"] == 0, _explain(rep)
     assert any(t["status"] == "failed" for t in rep["tests"])
+    same_verdict_under_other_secrets(rep)
 
 
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
@@ -68,6 +78,7 @@ def test_wrong_variant_loses_exactly_its_question(graded, aid, variant):
         assert per_q[qid]["points_earned"] == 0, f"{variant['name']} kept points on {qid}:\n{_explain(rep)}"
     want = a.auto_points - sum(a.question(qid).points for qid in losing)
     assert rep["score"] == pytest.approx(want), f"{variant['name']} lost points elsewhere:\n{_explain(rep)}"
+    same_verdict_under_other_secrets(rep)
 
 
 def test_every_auto_question_has_a_variant():
@@ -85,3 +96,4 @@ def test_valid_alternative_keeps_full_marks(graded, aid, alternative):
     rep = graded(aid, f"alt-{alternative['name']}")
     assert rep["status"] == "graded", rep["reason"]
     assert rep["score"] == pytest.approx(load(aid).auto_points), _explain(rep)
+    same_verdict_under_other_secrets(rep)

@@ -352,3 +352,37 @@ def test_without_a_secret_the_inputs_cannot_be_predicted_from_the_notebook(tmp_p
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     assert stat.S_IMODE((gradekit_home / "secrets").stat().st_mode) == 0o700
     assert secret_file.read_text().strip() not in json.dumps(first)
+
+
+def test_graders_run_again_under_check_secrets_on_the_same_notebook(tmp_path, monkeypatch):
+    """BatchOptions.check_secrets: the graders run again with each secret's inputs, on the
+    notebook already executed, and report.seed_scores holds what each run scored; a grader
+    whose verdict hangs on the draw shows up there (test_assignments.py relies on it)."""
+    needs_root()
+    course = _course_copy(tmp_path)
+    log = tmp_path / "draws.txt"
+    monkeypatch.setenv("GK_DRAW_LOG", str(log))
+    (course / "graders" / "example" / "test_example.py").write_text(
+        "import os\n"
+        "from gradekit.grading import question\n\n"
+        "@question('q1', points=2)\n"
+        "def test_a_coin(submission, rng):\n"
+        "    heads = int(rng.integers(0, 2))\n"
+        "    with open(os.environ['GK_DRAW_LOG'], 'a') as f:\n"
+        "        f.write(f'{heads}\\n')\n"
+        "    assert heads == 1\n\n"
+        "@question('q2', points=2)\n"
+        "def test_always(submission):\n"
+        "    assert submission.call('softmax', [[0.0, 0.0]]).shape == (1, 2)\n\n"
+        "@question('q3', points=1)\n"
+        "def test_never(submission):\n"
+        "    assert False\n")
+    nbformat.write(nbformat.read(str(ROOT / "assignments" / "example" / "master.ipynb"), as_version=4),
+                   str(tmp_path / "m.ipynb"))
+    secrets = tuple(f"check-{i}" for i in range(6))
+    rep, = grade_batch([tmp_path / "m.ipynb"], load("example", course), tmp_path / "out",
+                       BatchOptions(progress=False, secret="main", check_secrets=secrets))
+    draws = [int(line) for line in log.read_text().split()]
+    assert len(draws) == 1 + len(secrets) and rep.execution.status == "completed"
+    assert [rep.score, *rep.seed_scores] == [2.0 + 2.0 * d for d in draws]  # each run as its own draw says
+    assert len(set(draws)) == 2, draws  # these secrets draw both sides: the check can tell them apart

@@ -89,6 +89,7 @@ class BatchOptions:
     executor: str = "local"  # where workers run: local (fork-server processes) | ray (a Ray cluster's nodes)
     ray_address: str | None = None  # --executor ray: an existing cluster ("auto", "HOST:6379"); None: a local Ray
     ray_retries: int = 2     # --executor ray: attempts added when a node dies under a submission
+    check_secrets: tuple[str, ...] = ()  # graders run again under these secrets (Report.seed_scores)
 
 
 def make_executor(batch: "_Batch", options: BatchOptions) -> Executor:
@@ -179,7 +180,8 @@ class _Batch:
                   work_root=self.run_dir / key, backend=self.options.backend, limits=self.limits,
                   hidden=(self.out_dir, self.run_dir), secret=self.options.secret,
                   fingerprint=self.fingerprint_of(item), environment=self.executor.environment, files_dir=files_dir,
-                  handed_in=item.handed_in, data={d.name: d.path for d in self.assignment.data})
+                  handed_in=item.handed_in, data={d.name: d.path for d in self.assignment.data},
+                  check_secrets=tuple(self.options.check_secrets))
         try:
             (folder / "report.json").unlink(missing_ok=True)
             if self.stopping.is_set():

@@ -18,6 +18,7 @@ from pathlib import Path
 import nbformat
 
 from ..bridge.host import Submission
+from ..grading import scoring
 from ..grading.runner import run_graders
 from ..grading.seeds import submission_seed
 from ..kernel.session import KernelSession
@@ -70,13 +71,14 @@ def grade(assignment: Assignment, nb: nbformat.NotebookNode, *, submission: Subm
           job_root: Path, limits: Limits, hidden: tuple[Path, ...] = (), gpus: tuple[str, ...] = (),
           include_hidden: bool = True, secret: str = "", executed_path: Path | None = None,
           environment: tuple[str, ...] | None = None, files_dir: Path | None = None,
-          handed_in: HandedInFiles | None = None) -> Report:
+          handed_in: HandedInFiles | None = None, check_secrets: tuple[str, ...] = ()) -> Report:
     """Run the notebook in ``sandbox``, run the graders over it, and return the report.
     With ``executed_path``, the notebook with its (capped) outputs is saved there for staff.
     ``environment``: how the backend's kernel packages differ from the list, when the
     caller already knows (a batch finds out once); else it is found out here.
     ``files_dir``: files handed in beside the notebook, copied into the kernel's folder;
-    ``handed_in``: what the report says of them."""
+    ``handed_in``: what the report says of them. ``check_secrets``: run the graders again
+    on the same kernel with each secret's inputs; their scores go to ``report.seed_scores``."""
     t0 = time.monotonic()
     seed = submission_seed(submission.sha256, assignment.id, secret)
     injected = inject(nb, assignment.parameters.for_device(bool(gpus)))
@@ -99,17 +101,29 @@ def grade(assignment: Assignment, nb: nbformat.NotebookNode, *, submission: Subm
         platform = summary.platform(bridge) if assignment.torch else None
         tests, problems, t_grade = run_graders(assignment, bridge, include_hidden=include_hidden,
                                                log_path=job.root / "pytest.log")
+        seed_scores = [_score_under(assignment, session, submission, s, limits, include_hidden) for s in check_secrets]
     finally:
         session.close()
     info = SandboxInfo(backend=sandbox.name, isolated=sandbox.isolated, limits=limits, gpus=list(gpus),
                        mode=sandbox.mode, environment=list(
                            summary.environment_differences(sandbox, assignment.torch) if environment is None else environment))
-    return build.graded(
+    report = build.graded(
         assignment, submission, tests=tests, execution=execution, sandbox=info, seed=seed,
         timing={"total": round(time.monotonic() - t0, 3), "execute": round(t_exec, 3), "grade": round(t_grade, 3)},
         notes=notes + _parameter_notes(injected) + _file_notes(handed_in), grader_problems=problems,
         reason=summary.reason(assignment, execution, defined, tests), outputs=shown,
         parameters=injected, files=handed_in, platform=platform)
+    report.seed_scores = seed_scores
+    return report
+
+
+def _score_under(assignment: Assignment, session: KernelSession, submission: SubmissionRef, secret: str,
+                 limits: Limits, include_hidden: bool) -> float:
+    """The score the graders give the executed notebook with ``secret``'s inputs."""
+    seed = submission_seed(submission.sha256, assignment.id, secret)
+    bridge = Submission(session, call_timeout=limits.call_timeout, seed=seed, source=submission.submitter)
+    tests, _, _ = run_graders(assignment, bridge, include_hidden=include_hidden)
+    return scoring.total(scoring.question_rows(assignment.questions, tests))
 
 
 def run_job(job: Job) -> Report:
@@ -122,7 +136,7 @@ def run_job(job: Job) -> Report:
     report = grade(assignment, nb, submission=ref, sandbox=sandbox, job_root=job.work_root, limits=job.limits,
                    hidden=job.hidden, gpus=job.gpus, secret=job.secret,
                    executed_path=job.report_dir / "executed.ipynb", environment=job.environment,
-                   files_dir=job.files_dir, handed_in=job.handed_in)
+                   files_dir=job.files_dir, handed_in=job.handed_in, check_secrets=job.check_secrets)
     report.fingerprint = job.fingerprint or None  # lets `grade --resume` reuse this report
     write_all(report, job.report_dir)
     return report
