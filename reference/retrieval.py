@@ -14,12 +14,23 @@ Sources
   Douze, Schmid, "Product Quantization for Nearest Neighbor Search", TPAMI
   2011, Sec. 2-4): k-means per sub-vector, encoding, asymmetric distance
   computation (ADC), recall against exhaustive search.
+* dlip-a2 (issue 14): image retrieval on Oxford 5k (Philbin, Chum, Isard,
+  Sivic, Zisserman, "Object retrieval with large vocabularies and fast
+  spatial matching", CVPR 2007): average precision and mAP over the 55
+  queries as the dataset's ``compute_ap.cpp`` computes them (trapezoid
+  rule, junk removed), and PCA whitening of descriptors learned on one
+  set and applied to another (as cirtorch's ``pcawhitenlearn`` /
+  ``whitenapply``).
 
 Average precision follows scikit-learn's ``average_precision_score``
 (including its treatment of tied scores):
 
 .. math:: AP = \\sum_n (R_n - R_{n-1}) P_n
           = \\frac{1}{|rel|}\\sum_{i \\in rel} \\frac{TP(s \\ge s_i)}{N(s \\ge s_i)}
+
+except for :func:`oxford_average_precision` / :func:`oxford_map`, which
+follow the Oxford 5k protocol (the area under the precision-recall curve
+by the trapezoid rule; never larger than the above).
 
 Importing this module does not import torch.
 """
@@ -29,7 +40,9 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -50,6 +63,11 @@ __all__ = [
     "average_precision_rows",
     "average_precisions_all_vs_all",
     "mean_average_precision",
+    "oxford_average_precision",
+    "oxford_map",
+    "PCAWhitening",
+    "pca_whitening_fit",
+    "pca_whitening_apply",
     "kmeans",
     "pq_train",
     "pq_encode",
@@ -569,6 +587,267 @@ def mean_average_precision(features: Any, labels: Any, chunk_size: int = 64,
     """
     ap = average_precisions_all_vs_all(features, labels, chunk_size, n_jobs)
     return float(np.nanmean(ap))
+
+
+# --------------------------------------------------------------------------
+# the Oxford 5k protocol (Philbin et al. 2007, compute_ap.cpp)
+# --------------------------------------------------------------------------
+def _names(items: Any, what: str) -> list:
+    """A list of hashable names (str or int) from a sequence, array or tensor."""
+    if hasattr(items, "detach") and hasattr(items, "cpu"):
+        items = items.detach().cpu().numpy()
+    if isinstance(items, np.ndarray):
+        if items.ndim != 1:
+            raise ValueError(f"{what} must be one-dimensional, got shape {items.shape}")
+        return items.tolist()
+    if isinstance(items, (str, bytes)):
+        raise TypeError(f"{what} must be a sequence of names, not a single string {items!r}")
+    return list(items)
+
+
+def oxford_average_precision(ranked: Any, good: Any, ok: Any = (), junk: Any = ()) -> float:
+    r"""Average precision of one ranking in the Oxford 5k protocol (Philbin et al., CVPR 2007).
+
+    ``ranked`` holds database image names (or indices) from the most to the
+    least similar; ``good``, ``ok`` and ``junk`` are the query's ground-truth
+    lists. Positives are :math:`P = good \cup ok`; ``junk`` entries are taken
+    out of the ranking before anything is counted (neither positive nor
+    negative: they cost no rank). Let :math:`r_1 < r_2 < \dots` be the
+    0-based positions of the retrieved positives in the ranking without
+    junk, and :math:`k = 0, 1, \dots` their order. The precision just
+    before and just after the k-th positive is
+
+    .. math:: p^-_k = \frac{k}{r_k}\ (p^-_k = 1 \text{ if } r_k = 0), \qquad
+              p^+_k = \frac{k + 1}{r_k + 1},
+
+    and AP is the area under the precision-recall curve by the trapezoid
+    rule, each positive adding a recall step of :math:`1/|P|`:
+
+    .. math:: AP = \frac{1}{|P|} \sum_k \frac{p^-_k + p^+_k}{2}
+
+    Source, read for this function: ``compute_ap.cpp`` of the Oxford
+    Buildings page (www.robots.ox.ac.uk/~vgg/data/oxbuildings/, James
+    Philbin, Relja Arandjelovic, Andrew Zisserman), in the faithful copies
+    github.com/oddconcepts/oxford-benchmark ``compute_ap.cpp`` and
+    ICRA-2019/srrg_bench ``src/thirdparty/oxford/compute_ap.h``: it walks the
+    ranked list, skips junk without advancing the rank, and at every
+    non-junk item adds ``(recall - old_recall) * (old_precision +
+    precision) / 2``, starting from recall 0 and precision 1 -- only a
+    positive moves the recall, so the sum is the formula above. The same AP
+    in cirtorch (filipradenovic/cnnimageretrieval-pytorch
+    ``cirtorch/utils/evaluate.py``, ``compute_ap`` / ``compute_map``) and
+    revisitop (``python/evaluate.py``; ``matlab/compute_map.m`` with
+    1-based ranks turned 0-based by ``ranks - 1``): positions of the
+    positives in the full ranking, each lowered by the number of junk
+    images before it, then :math:`p^-_k = k / r_k` (1 at rank 0) and
+    :math:`p^+_k = (k + 1) / (r_k + 1)` as here. Differences between them,
+    and the choices made here:
+
+    * compute_ap.cpp accumulates in float32; here float64 (results agree
+      to ~1e-6).
+    * An image both positive and junk: compute_ap.cpp skips it (junk wins)
+      but still counts it in :math:`|P|`; cirtorch counts it as a positive
+      and also shifts the later positives up by one. Here: as
+      compute_ap.cpp. (A query's lists are meant to be disjoint; this is
+      not checked.)
+    * :math:`|P|`: compute_ap.cpp takes the set union of good and ok;
+      cirtorch the length of its positive array. Here the set union.
+    * No positives: compute_ap.cpp divides by zero; cirtorch gives ``nan``
+      and leaves the query out of the mean. Here ``ValueError``.
+    * A name twice in ``ranked``: compute_ap.cpp would count it twice
+      (recall above 1). Here ``ValueError``.
+
+    Positives never retrieved (``ranked`` may be a top-k list, or miss
+    them) add nothing: the recall stays below 1 and AP is that of the
+    retrieved part. ``ranked`` items that are in no list are negatives. The
+    ranking itself, for this protocol: the inner product of L2-normalised
+    descriptors (:func:`l2_normalize`, :func:`rank_by_inner_product`, e.g.
+    ``k=15`` for the top 15 shown).
+
+    This is not scikit-learn's ``average_precision_score``
+    (:func:`average_precision`), the step-wise sum
+    :math:`\frac{1}{|P|}\sum_k p^+_k`: the trapezoid also averages in
+    :math:`p^-_k \le p^+_k`, so it is never larger, and equal only when no
+    negative comes before a positive (the difference is
+    :math:`\frac{1}{2|P|}\sum_k \frac{r_k - k}{r_k (r_k + 1)}`). Example,
+    ``[p, n, p]``: sklearn (1 + 2/3)/2 = 0.8333, Oxford (1 + (1/2 + 2/3)/2)/2
+    = 0.7917. Returns a float in [0, 1].
+    """
+    ranked = _names(ranked, "ranked")
+    positives = set(_names(good, "good")) | set(_names(ok, "ok"))
+    junk = set(_names(junk, "junk"))
+    if not positives:
+        raise ValueError("no positive images: good and ok are both empty, so average "
+                         "precision is undefined (the Oxford protocol needs at least one)")
+    if len(set(ranked)) != len(ranked):
+        seen: set = set()
+        twice = next(x for x in ranked if x in seen or seen.add(x))
+        raise ValueError(f"ranked lists {twice!r} more than once; a ranking names each image once")
+    kept = [x for x in ranked if x not in junk]                     # junk removed from the ranking
+    r = np.flatnonzero([x in positives for x in kept]).astype(np.float64)  # 0-based ranks r_k
+    k = np.arange(r.size, dtype=np.float64)
+    before = np.divide(k, r, out=np.ones_like(r), where=r > 0)      # p^-_k, 1 at rank 0
+    after = (k + 1.0) / (r + 1.0)                                   # p^+_k
+    return float(np.sum((before + after) / 2.0) / len(positives))
+
+
+def oxford_map(rankings: Mapping[Any, Any], ground_truth: Mapping[Any, Any]) -> tuple:
+    r"""Mean average precision over queries in the Oxford 5k protocol (55 queries for Oxford 5k).
+
+    .. math:: mAP = \frac{1}{|Q|} \sum_{q \in Q} AP_{\text{Oxford}}(q)
+
+    with :func:`oxford_average_precision`. ``rankings`` maps each query name
+    to its ranked database names (or indices); ``ground_truth`` maps the
+    same names to the query's lists, either a record with attributes
+    ``good``, ``ok``, ``junk`` (e.g. ``gradekit.data.oxford5k.OxfordQuery``,
+    so ``oxford_map(rankings, read_oxford5k(root).queries)``) or a mapping
+    with those keys (``ok`` and ``junk`` may be missing: empty). Every
+    ranked query needs ground truth and every ground-truth query a ranking
+    (no query is left out silently); a query without positives raises
+    ``ValueError`` naming it (cirtorch would leave it out of the mean).
+
+    Returns ``(mAP, {query: AP})``, the APs in the order of ``rankings``.
+    """
+    missing = [q for q in rankings if q not in ground_truth]
+    unranked = [q for q in ground_truth if q not in rankings]
+    if missing:
+        raise ValueError(f"no ground truth for ranked quer{'y' if len(missing) == 1 else 'ies'} "
+                         f"{', '.join(map(repr, missing[:3]))}")
+    if unranked:
+        raise ValueError(f"no ranking for quer{'y' if len(unranked) == 1 else 'ies'} "
+                         f"{', '.join(map(repr, unranked[:3]))} of the ground truth")
+    if not rankings:
+        raise ValueError("no queries")
+
+    def field(gt: Any, name: str) -> Any:
+        if isinstance(gt, Mapping):
+            return gt.get(name, ())
+        return getattr(gt, name, ())
+
+    aps = {}
+    for q, ranked in rankings.items():
+        gt = ground_truth[q]
+        try:
+            aps[q] = oxford_average_precision(ranked, field(gt, "good"), field(gt, "ok"), field(gt, "junk"))
+        except ValueError as e:
+            raise ValueError(f"query {q!r}: {e}") from None
+    return float(np.mean(list(aps.values()))), aps
+
+
+# --------------------------------------------------------------------------
+# PCA whitening
+# --------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class PCAWhitening:
+    """A learned PCA whitening (what :func:`pca_whitening_fit` returns).
+
+    ``mean`` (d,) the training mean; ``eigenvectors`` (d, dim) the kept
+    principal directions as columns, by decreasing eigenvalue;
+    ``eigenvalues`` (dim,) the covariance's eigenvalues, decreasing;
+    ``projection`` (dim, d) :math:`= \\mathrm{diag}((\\lambda + \\epsilon)^{-1/2})\\, U^T`;
+    ``eps`` the ε used; ``ddof`` the covariance's delta degrees of freedom.
+    """
+    mean: np.ndarray
+    eigenvectors: np.ndarray
+    eigenvalues: np.ndarray
+    projection: np.ndarray
+    eps: float
+    ddof: int
+
+    @property
+    def dim(self) -> int:
+        return int(self.projection.shape[0])
+
+
+def pca_whitening_fit(x: Any, dim: int | None = None, eps: float = 1e-8, ddof: int = 1) -> PCAWhitening:
+    r"""Learn PCA whitening on ``x`` (n, d): centre, eigendecompose the covariance, scale by λ^(-1/2).
+
+    .. math:: \mu = \frac{1}{n}\sum_i x_i, \qquad
+              C = \frac{1}{n - \text{ddof}} \sum_i (x_i - \mu)(x_i - \mu)^T = U \Lambda U^T,
+
+    .. math:: P = (\Lambda_{dim} + \epsilon I)^{-1/2}\, U_{dim}^T, \qquad
+              \mathrm{white}(x) = P (x - \mu)
+
+    Eigenvectors are ordered by decreasing eigenvalue (``np.linalg.eigh``
+    on the symmetrised covariance, reversed); eigenvalues below 0 by
+    round-off are set to 0. ``dim`` keeps the first ``dim`` components
+    (dimension reduction; default all ``d``). ``eps`` (ε, default 1e-8,
+    absolute, in the squared units of ``x``) is added to every eigenvalue
+    before the power -1/2 so that directions without variance stay finite:
+    it barely changes directions whose variance is far above ε (for
+    L2-normalised descriptors the eigenvalues sum to at most 1) and caps
+    the gain of the rest at ε^(-1/2) = 1e4. When n <= d the last d - n + 1
+    eigenvalues are 0: keep ``dim`` <= n - 1 to drop those directions
+    rather than amplify them. ``ddof=1`` (default) divides by n - 1 as
+    ``sklearn.decomposition.PCA`` does (its ``explained_variance_``);
+    ``ddof=0`` divides by n as cirtorch's ``pcawhitenlearn``
+    (cirtorch/utils/whiten.py, read for this function; it uses no ε) --
+    after re-normalisation the two give the same descriptors.
+
+    Sign: an eigenvector is defined up to sign; each is flipped so that its
+    entry of largest magnitude is positive (the rule of scikit-learn 1.9's
+    ``svd_flip(u_based_decision=False)``), but whitened outputs should be
+    compared up to the sign of each component (column), as should two
+    components with equal eigenvalues only up to a rotation.
+
+    With ``eps = 0`` and ``dim`` <= rank, whitened training data has
+    identity covariance (with the same ``ddof``); with ε > 0 it is
+    :math:`\mathrm{diag}(\lambda / (\lambda + \epsilon))`. Equals
+    ``PCA(n_components=dim, whiten=True).fit(x).transform(x)`` up to sign,
+    times :math:`(\lambda / (\lambda + \epsilon))^{1/2}` per component.
+    Used with the retrieval practical's descriptors (learn on one set,
+    apply to another, :func:`pca_whitening_apply`).
+    """
+    x = to_numpy(x)
+    if x.ndim != 2:
+        raise ValueError(f"x must be (n, d), got shape {x.shape}")
+    n, d = x.shape
+    if n - ddof < 1:
+        raise ValueError(f"PCA needs more than {ddof} sample(s) (ddof={ddof}), got {n}")
+    if not np.isfinite(x).all():
+        raise ValueError("x must be finite")
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    dim = d if dim is None else int(dim)
+    if not 1 <= dim <= d:
+        raise ValueError(f"dim must be between 1 and {d} (the feature size), got {dim}")
+    mean = x.mean(axis=0)
+    xc = x - mean
+    cov = xc.T @ xc / (n - ddof)
+    cov = (cov + cov.T) / 2.0
+    lam, u = np.linalg.eigh(cov)                      # ascending
+    lam, u = np.maximum(lam[::-1][:dim], 0.0), u[:, ::-1][:, :dim]
+    big = np.argmax(np.abs(u), axis=0)
+    u = u * np.where(u[big, np.arange(dim)] < 0, -1.0, 1.0)
+    lam_eps = lam + eps
+    if np.any(lam_eps <= 0):
+        raise ValueError("a kept eigenvalue is 0 and eps is 0: use eps > 0 or a smaller dim")
+    projection = u.T / np.sqrt(lam_eps)[:, None]
+    return PCAWhitening(mean=mean, eigenvectors=u, eigenvalues=lam, projection=projection,
+                        eps=float(eps), ddof=int(ddof))
+
+
+def pca_whitening_apply(model: PCAWhitening, x: Any, renormalize: bool = True) -> np.ndarray:
+    r"""Whiten ``x`` (n, d) (or one vector (d,)) with a learned :class:`PCAWhitening`.
+
+    .. math:: z = P (x - \mu), \qquad z \leftarrow z / \|z\|_2 \ \text{(``renormalize``)}
+
+    The whitening is learned on one set (e.g. Paris 6k, or the training
+    descriptors) and applied to another; re-normalising (default) puts the
+    descriptors back on the unit sphere for inner-product ranking
+    (:func:`l2_normalize`, norm floored at 1e-12; cirtorch's
+    ``whitenapply`` divides by ``norm + 1e-6`` instead). Returns (n, dim)
+    (or (dim,)) float64.
+    """
+    x = to_numpy(x)
+    single = x.ndim == 1
+    x2 = x[None] if single else x
+    if x2.ndim != 2 or x2.shape[1] != model.mean.shape[0]:
+        raise ValueError(f"x must be (n, {model.mean.shape[0]}), got shape {x.shape}")
+    z = (x2 - model.mean) @ model.projection.T
+    if renormalize:
+        z = l2_normalize(z)
+    return z[0] if single else z
 
 
 # --------------------------------------------------------------------------

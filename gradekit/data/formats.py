@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-FORMATS = ("tiny-imagenet", "omniglot", "image-folder", "torch-weights")
+FORMATS = ("tiny-imagenet", "omniglot", "image-folder", "torch-weights", "oxford5k")
 
 # torchvision.datasets.folder.IMG_EXTENSIONS, copied so that reading needs no torch
 # (a test keeps the two equal).
@@ -238,7 +238,8 @@ def check(format: str, root: str | os.PathLike, *, decode: int | None = 3) -> li
     else:
         _escaping_links(path, say)
         checks = {"tiny-imagenet": _check_tiny, "omniglot": _check_omniglot,
-                  "image-folder": _check_folder, "torch-weights": _check_weights}
+                  "image-folder": _check_folder, "torch-weights": _check_weights,
+                  "oxford5k": _check_oxford5k}
         try:
             checks[format](path, say, decode)
         except OSError as e:  # e.g. a folder without read permission: a finding, not a crash
@@ -459,6 +460,18 @@ def _check_weights(root: str, say: _Problems, decode: int | None) -> None:
         if not _looks_like_torch_save(path):
             say(f"hub/checkpoints/{name} is not a file written by torch.save (empty, "
                 "truncated or another format)")
+
+
+def _check_oxford5k(root: str, say: _Problems, decode: int | None) -> None:
+    """The Oxford 5k layout (images/, gt/ lists), read by the loader itself: one problem a line."""
+    from .oxford5k import read_oxford5k  # it imports this module: no import at the top
+    try:
+        read_oxford5k(root)
+    except FileNotFoundError as e:
+        say(str(e).split(": ", 1)[-1])
+    except ValueError as e:
+        for line in str(e).splitlines()[1:]:
+            say(line.strip().removeprefix("- "))
 
 
 def _looks_like_torch_save(path: str) -> bool:

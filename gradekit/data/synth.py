@@ -42,7 +42,9 @@ def synthesize(format: str, root: str | os.PathLike, *, seed: int = 0, **size) -
     tiny-imagenet: classes [5] (at most len(SHAPES)), train [10] a class, val [10], test [5];
     omniglot: alphabets [2], characters [3] an alphabet, drawers [4], in each of splits
     [("background", "evaluation")]; image-folder: classes [3], per_class [12], size [64],
-    ext ["jpg"]; torch-weights: archs [("resnet18",)], the smallest of weights.ARCHS.
+    ext ["jpg"]; torch-weights: archs [("resnet18",)], the smallest of weights.ARCHS;
+    oxford5k: landmarks [3] (at most 11, the real names), queries [5] a landmark,
+    per_landmark [10] images, distractors [10], size [64].
     """
     writer = _WRITERS[known_format(format)]
     root = Path(os.path.expanduser(os.fspath(root)))
@@ -230,6 +232,14 @@ def _torch_weights(root: Path, rng, seed, *, archs=("resnet18",)):
     return {"files": len(archs)}
 
 
+def _oxford5k(root: Path, rng, seed, *, landmarks=3, queries=5, per_landmark=10, distractors=10, size=64):
+    from .oxford5k import write_synthetic_oxford5k
+    d = write_synthetic_oxford5k(root, num_landmarks=landmarks, queries_per_landmark=queries,
+                                 images_per_landmark=per_landmark, distractors=distractors,
+                                 image_size=size, seed=seed)
+    return {"landmarks": len(d.landmarks), "queries": len(d.queries), "images": len(d.image_names)}
+
+
 _WRITERS = {"tiny-imagenet": _tiny_imagenet, "omniglot": _omniglot,
-            "image-folder": _image_folder, "torch-weights": _torch_weights}
+            "image-folder": _image_folder, "torch-weights": _torch_weights, "oxford5k": _oxford5k}
 assert set(_WRITERS) == set(FORMATS)

@@ -24,8 +24,8 @@ from gradekit.data.formats import IMG_EXTENSIONS
 
 
 def test_known_formats_and_unknown_names():
-    assert FORMATS == ("tiny-imagenet", "omniglot", "image-folder", "torch-weights")
-    with pytest.raises(ValueError, match="tiny-imagenet, omniglot, image-folder, torch-weights"):
+    assert FORMATS == ("tiny-imagenet", "omniglot", "image-folder", "torch-weights", "oxford5k")
+    with pytest.raises(ValueError, match="tiny-imagenet, omniglot, image-folder, torch-weights, oxford5k"):
         check("mnist", "/nowhere")
     with pytest.raises(ValueError, match="known formats"):
         synthesize("mnist", "/nowhere")
@@ -274,3 +274,18 @@ def test_reading_data_needs_no_torch():
     import sys
     code = "import sys, gradekit.data; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------- oxford5k
+def test_oxford5k_is_synthesized_and_checked_like_the_other_formats(tmp_path):
+    rec = synthesize("oxford5k", tmp_path / "ox", seed=2, landmarks=2, queries=3, per_landmark=6, distractors=4, size=32)
+    assert rec.counts == {"landmarks": 2, "queries": 6, "images": 2 * 6 + 4}
+    assert check("oxford5k", rec.root) == []
+    (rec.root / "gt" / "all_souls_1_good.txt").write_text("no_such_image\n")
+    problems = check("oxford5k", rec.root)
+    assert problems and all(p.startswith(f"oxford5k at {rec.root}: ") for p in problems), problems
+    assert any("no_such_image" in p for p in problems), problems
+    import shutil
+    shutil.rmtree(rec.root / "gt")
+    assert check("oxford5k", rec.root) == [f"oxford5k at {rec.root}: the ground-truth folder gt/ is missing "
+                                           f"(unpack gt_files_170407.tgz into {rec.root / 'gt'})"]
