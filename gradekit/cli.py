@@ -342,6 +342,25 @@ def cmd_image(args) -> int:
     return EXIT_OK
 
 
+def cmd_sweep(args) -> int:
+    """Remove what dead grading runs left on this machine: containers (and Ray run folders)."""
+    from .run.ray_executor import sweep_runs
+    from .sandbox.docker.engine import engine_available, sweep
+    from .sandbox.docker.image import ImageError, docker_cli
+    sweep_runs()
+    try:
+        docker = docker_cli()
+    except ImageError:
+        print("no Docker client here: no containers to sweep")
+        return EXIT_OK
+    if not engine_available(docker):
+        _say("gradekit sweep: no Docker engine answers; containers cannot be swept")
+        return EXIT_FAILED
+    removed = sweep(docker, everything=args.all)
+    print("\n".join(f"removed {name}" for name in removed) if removed else "nothing to sweep")
+    return EXIT_OK
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except where there is none to show (flags, options that default to unset)."""
 
@@ -361,6 +380,7 @@ def _add_limit_options(parser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .data.formats import FORMATS
     from .sandbox.registry import names
     fmt = _HelpFormatter
     p = argparse.ArgumentParser(prog="gradekit", description="Grade deep-learning and computer-vision notebooks safely.",
@@ -406,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("action", choices=["synth", "check"], help="synth: write a small synthetic set; check: "
                    "look for problems in DIR")
     d.add_argument("dir", help="the data set's folder")
-    d.add_argument("--format", "-f", default=None, help="tiny-imagenet | omniglot | image-folder | torch-weights")
+    d.add_argument("--format", "-f", default=None, help=" | ".join(FORMATS))
     d.add_argument("--assignment", "-a", default=None, help="with --name: a data set of this assignment")
     d.add_argument("--name", default=None, help="the data set (its format and synth sizes come from the spec)")
     d.add_argument("--seed", type=int, default=None, help="synth: the random seed (same seed, same files)")
@@ -444,6 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("file", nargs="?", help="save/load: the image file (.tar.gz)")
     i.add_argument("--light", action="store_true", help="the light image, without torch")
     i.add_argument("--tag", help="save: the grading image to save (default: this checkout's tag)")
+
+    w = command("sweep", "remove containers and run folders that dead grading runs left on this machine "
+                "(a node of a cluster does this itself when its first task starts)", cmd_sweep)
+    w.add_argument("--all", action="store_true", help="every gradekit container, also of runs that still go on")
     return p
 
 

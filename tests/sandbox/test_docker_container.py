@@ -158,6 +158,30 @@ def test_sweep_removes_containers_of_a_dead_grader(docker_engine, light_image, t
         subprocess.run([docker_engine, "rm", "-f", name], capture_output=True)
 
 
+def test_gradekit_sweep_removes_dead_graders_containers_and_keeps_running_ones(docker_engine, light_image):
+    """`gradekit sweep` (a cluster node's clean-up by hand): the container of a grader that
+    died goes, the container of one that still runs (this test process) stays."""
+    import sys
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    names = {}
+    for who, pid in (("dead", dead.pid), ("alive", os.getpid())):
+        names[who] = f"gradekit-sweep-cli-{who}-{os.getpid()}"
+        subprocess.run([docker_engine, "run", "-d", "--name", names[who], "--label", f"gradekit.job=sweep-cli-{who}",
+                        "--label", f"{LABEL_OWNER}={os.uname().nodename}:{pid}",
+                        "--network", "none", "--entrypoint", "sleep", light_image, "300"],
+                       check=True, capture_output=True)
+    try:
+        out = subprocess.run([sys.executable, "-m", "gradekit", "sweep"], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert f"removed {names['dead']}" in out.stdout, out.stdout
+        assert names["alive"] not in out.stdout, out.stdout
+        assert not list_containers(docker_engine, job_id="sweep-cli-dead")
+        assert list_containers(docker_engine, job_id="sweep-cli-alive")
+    finally:
+        subprocess.run([docker_engine, "rm", "-f", *names.values()], capture_output=True)
+
+
 def test_check_explains_a_missing_image(docker_engine):
     from gradekit.sandbox.base import SandboxUnavailable
     sandbox = DockerSandbox(image="gradekit-grading:does-not-exist", docker=docker_engine,
