@@ -4,9 +4,9 @@ The layout is that of the two archives on the dataset's page
 (www.robots.ox.ac.uk/~vgg/data/oxbuildings/, Philbin, Arandjelovic, Zisserman), each
 unpacked into its own folder under ``root`` (the archives have no top folder):
 
-``<root>/images/<image>.jpg``
+``<root>/jpg/<image>.jpg``
     ``oxbuild_images.tgz``: the 5,062 database images, e.g. ``all_souls_000013.jpg``.
-``<root>/gt/<query>_{good,ok,junk,query}.txt``
+``<root>/gt_files/<query>_{good,ok,junk,query}.txt``
     ``gt_files_170407.tgz``: for each of the 55 queries (11 landmarks x 5, named
     ``all_souls_1`` .. ``all_souls_5``, ``ashmolean_1`` .., up to ``radcliffe_camera_5``)
     the lists ``<query>_good.txt``, ``<query>_ok.txt``, ``<query>_junk.txt`` (one image
@@ -51,7 +51,7 @@ LANDMARKS = ("all_souls", "ashmolean", "balliol", "bodleian", "christ_church", "
              "hertford", "keble", "magdalen", "pitt_rivers", "radcliffe_camera")
 LISTS = ("good", "ok", "junk")
 QUERY_PREFIX = "oxc1_"
-IMAGES_DIR, GT_DIR = "images", "gt"
+IMAGES_DIR, GT_DIR = "jpg", "gt_files"  # the names the issue and course use; read_oxford5k takes others
 _QUERY_FILE = re.compile(r"(.+)_query\.txt")
 _LIST_FILE = re.compile(r"(.+)_(good|ok|junk)\.txt")
 _JPEG = {"format": "JPEG", "quality": 90}  # fixed settings: same pixels, same bytes

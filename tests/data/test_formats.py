@@ -281,11 +281,11 @@ def test_oxford5k_is_synthesized_and_checked_like_the_other_formats(tmp_path):
     rec = synthesize("oxford5k", tmp_path / "ox", seed=2, landmarks=2, queries=3, per_landmark=6, distractors=4, size=32)
     assert rec.counts == {"landmarks": 2, "queries": 6, "images": 2 * 6 + 4}
     assert check("oxford5k", rec.root) == []
-    (rec.root / "gt" / "all_souls_1_good.txt").write_text("no_such_image\n")
+    (rec.root / "gt_files" / "all_souls_1_good.txt").write_text("no_such_image\n")
     problems = check("oxford5k", rec.root)
     assert problems and all(p.startswith(f"oxford5k at {rec.root}: ") for p in problems), problems
     assert any("no_such_image" in p for p in problems), problems
     import shutil
-    shutil.rmtree(rec.root / "gt")
-    assert check("oxford5k", rec.root) == [f"oxford5k at {rec.root}: the ground-truth folder gt/ is missing "
-                                           f"(unpack gt_files_170407.tgz into {rec.root / 'gt'})"]
+    shutil.rmtree(rec.root / "gt_files")
+    assert check("oxford5k", rec.root) == [f"oxford5k at {rec.root}: the ground-truth folder gt_files/ is missing "
+                                           f"(unpack gt_files_170407.tgz into {rec.root / 'gt_files'})"]

@@ -32,7 +32,7 @@ def small(tmp_path) -> Oxford5k:
 def test_round_trip(small):
     back = read_oxford5k(small.root)
     assert back == small and isinstance(back, Oxford5k)
-    assert back.images_dir == small.root / "images" and back.gt_dir == small.root / "gt"
+    assert back.images_dir == small.root / "jpg" and back.gt_dir == small.root / "gt_files"
     assert len(back.image_names) == 2 * 6 + 4 and list(back.image_names) == sorted(back.image_names)
     assert list(back.queries) == ["all_souls_1", "all_souls_2", "all_souls_3",
                                   "ashmolean_1", "ashmolean_2", "ashmolean_3"]
@@ -52,8 +52,8 @@ def test_round_trip(small):
 def test_files_are_in_the_real_format(small):
     """Read with nothing from the module: the gt files and the images as the Oxford page
     ships them."""
-    gt, images = small.root / "gt", small.root / "images"
-    assert sorted(p.name for p in small.root.iterdir()) == ["gt", "images"]
+    gt, images = small.root / "gt_files", small.root / "jpg"
+    assert sorted(p.name for p in small.root.iterdir()) == ["gt_files", "jpg"]
     jpgs = {p.stem for p in images.iterdir()}
     assert all(p.suffix == ".jpg" for p in images.iterdir())
     for name in ("all_souls_1", "ashmolean_3"):
@@ -143,26 +143,26 @@ def copy(small, tmp_path) -> Path:
 def test_missing_folders(tmp_path, copy):
     with pytest.raises(FileNotFoundError, match="the data folder does not exist"):
         read_oxford5k(tmp_path / "nowhere")
-    shutil.rmtree(copy / "gt")
-    with pytest.raises(FileNotFoundError, match=r"the ground-truth folder gt/ is missing "
-                                                r"\(unpack gt_files_170407.tgz into .*gt\)"):
+    shutil.rmtree(copy / "gt_files")
+    with pytest.raises(FileNotFoundError, match=r"the ground-truth folder gt_files/ is missing "
+                                                r"\(unpack gt_files_170407.tgz into .*gt_files\)"):
         read_oxford5k(copy)
-    (copy / "gt").mkdir()
-    shutil.rmtree(copy / "images")
-    with pytest.raises(FileNotFoundError, match="the images folder images/ is missing"):
+    (copy / "gt_files").mkdir()
+    shutil.rmtree(copy / "jpg")
+    with pytest.raises(FileNotFoundError, match="the images folder jpg/ is missing"):
         read_oxford5k(copy)
 
 
 def test_other_folder_names(small, tmp_path):
     root = tmp_path / "renamed"
-    shutil.copytree(small.root / "images", root / "oxbuild_images")
-    shutil.copytree(small.root / "gt", root / "gt_files_170407")
+    shutil.copytree(small.root / "jpg", root / "oxbuild_images")
+    shutil.copytree(small.root / "gt_files", root / "gt_files_170407")
     data = read_oxford5k(root, images="oxbuild_images", gt="gt_files_170407")
     assert data.image_names == small.image_names and dict(data.queries) == dict(small.queries)
 
 
 def test_query_with_no_good_images(copy):
-    (copy / "gt" / "all_souls_2_good.txt").write_text("")
+    (copy / "gt_files" / "all_souls_2_good.txt").write_text("")
     with pytest.raises(ValueError, match=r"query all_souls_2: all_souls_2_good.txt lists no images "
                                          r"\(every query needs a good one\)"):
         read_oxford5k(copy)
@@ -170,7 +170,7 @@ def test_query_with_no_good_images(copy):
 
 def test_a_listed_name_without_its_image(copy, small):
     junk = small.queries["ashmolean_1"].junk[0]
-    (copy / "images" / f"{junk}.jpg").unlink()
+    (copy / "jpg" / f"{junk}.jpg").unlink()
     with pytest.raises(ValueError, match=rf"query ashmolean_1: ashmolean_1_junk.txt names 1 image\(s\) "
                                          rf"with no .jpg in the images folder, e.g. {junk}"):
         read_oxford5k(copy)
@@ -178,41 +178,41 @@ def test_a_listed_name_without_its_image(copy, small):
 
 def test_a_query_image_without_its_file(copy, small):
     image = small.queries["all_souls_3"].image
-    (copy / "images" / f"{image}.jpg").unlink()
+    (copy / "jpg" / f"{image}.jpg").unlink()
     with pytest.raises(ValueError, match=rf"query all_souls_3: its image {image}.jpg is not in the images folder"):
         read_oxford5k(copy)
 
 
 def test_malformed_query_lines(copy):
-    line = (copy / "gt" / "all_souls_1_query.txt").read_text()
-    (copy / "gt" / "all_souls_1_query.txt").write_text(line.removeprefix("oxc1_"))  # Paris 6k style
-    (copy / "gt" / "all_souls_2_query.txt").write_text("oxc1_x 1 2 3\n")
-    (copy / "gt" / "ashmolean_1_query.txt").write_text(re.sub(r" \S+\n", " 1.0\n", line))  # y2 < y1
+    line = (copy / "gt_files" / "all_souls_1_query.txt").read_text()
+    (copy / "gt_files" / "all_souls_1_query.txt").write_text(line.removeprefix("oxc1_"))  # Paris 6k style
+    (copy / "gt_files" / "all_souls_2_query.txt").write_text("oxc1_x 1 2 3\n")
+    (copy / "gt_files" / "ashmolean_1_query.txt").write_text(re.sub(r" \S+\n", " 1.0\n", line))  # y2 < y1
     with pytest.raises(ValueError) as err:
         read_oxford5k(copy)
     text = str(err.value)
     assert "3 problem(s)" in text
-    assert f"gt/all_souls_1_query.txt should be one line 'oxc1_<image> x1 y1 x2 y2', found {line.strip()[5:]!r}" in text
-    assert "gt/all_souls_2_query.txt should be one line" in text
-    assert re.search(r"gt/ashmolean_1_query.txt: the box \[.*\] is empty \(needs x2 > x1, y2 > y1\)", text)
+    assert f"gt_files/all_souls_1_query.txt should be one line 'oxc1_<image> x1 y1 x2 y2', found {line.strip()[5:]!r}" in text
+    assert "gt_files/all_souls_2_query.txt should be one line" in text
+    assert re.search(r"gt_files/ashmolean_1_query.txt: the box \[.*\] is empty \(needs x2 > x1, y2 > y1\)", text)
 
 
 def test_missing_list_and_orphan_list(copy):
-    (copy / "gt" / "ashmolean_3_ok.txt").unlink()
-    (copy / "gt" / "ashmolean_3_query.txt").rename(copy / "gt" / "keep_aside.txt")
-    (copy / "gt" / "all_souls_2_ok.txt").unlink()
+    (copy / "gt_files" / "ashmolean_3_ok.txt").unlink()
+    (copy / "gt_files" / "ashmolean_3_query.txt").rename(copy / "gt_files" / "keep_aside.txt")
+    (copy / "gt_files" / "all_souls_2_ok.txt").unlink()
     with pytest.raises(ValueError) as err:
         read_oxford5k(copy)
     text = str(err.value)
-    assert "query all_souls_2: gt/all_souls_2_ok.txt is missing" in text
-    assert "gt/ashmolean_3_good.txt has no ashmolean_3_query.txt beside it" in text
-    assert "gt/ashmolean_3_junk.txt has no ashmolean_3_query.txt beside it" in text
+    assert "query all_souls_2: gt_files/all_souls_2_ok.txt is missing" in text
+    assert "gt_files/ashmolean_3_good.txt has no ashmolean_3_query.txt beside it" in text
+    assert "gt_files/ashmolean_3_junk.txt has no ashmolean_3_query.txt beside it" in text
 
 
 def test_empty_folders(tmp_path):
-    (tmp_path / "e" / "gt").mkdir(parents=True)
-    (tmp_path / "e" / "images").mkdir()
+    (tmp_path / "e" / "gt_files").mkdir(parents=True)
+    (tmp_path / "e" / "jpg").mkdir()
     with pytest.raises(ValueError) as err:
         read_oxford5k(tmp_path / "e")
-    assert "images/ has no .jpg images" in str(err.value)
-    assert "gt/ has no <query>_query.txt files (expected e.g. all_souls_1_query.txt)" in str(err.value)
+    assert "jpg/ has no .jpg images" in str(err.value)
+    assert "gt_files/ has no <query>_query.txt files (expected e.g. all_souls_1_query.txt)" in str(err.value)
