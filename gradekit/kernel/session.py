@@ -90,6 +90,9 @@ def _capped_error(content: dict, cap: int) -> dict:
     return {"ename": ename, "evalue": evalue, "traceback": frames}
 
 
+DISK_FULL = "[Errno 28] No space left on device"  # an uncaught OSError(ENOSPC), as Python shows it
+
+
 def _error_of(cell) -> str | None:
     for out in cell.get("outputs", []):
         if out.get("output_type") == "error":
@@ -277,6 +280,9 @@ class KernelSession:
                     await self._revive(nb, "the kernel did not stop after its cell timed out", deadline)
                 continue
             error = _error_of(cell)
+            if error and DISK_FULL in error:  # say which limit stopped it, as for time and memory
+                error += (f" (the disk limit: the notebook's working folder, /tmp and the kernel's own folders "
+                          f"hold at most {self.limits.disk_mb:,} MB each)")
             cells.append(CellResult(index, "error" if error else "ok", took, error, head, truncated, number=number,
                                     traceback=_student_traceback(cell) if error else ""))
             if error:

@@ -17,17 +17,18 @@ def opts(cmd, flag):
 
 
 @pytest.fixture
-def job(tmp_path):
+def sandbox():
+    return DockerSandbox(image="gradekit-grading:test", docker="docker")
+
+
+@pytest.fixture
+def job(tmp_path, sandbox):
     j = KernelJob(id="abc123", root=tmp_path / "job", limits=Limits(memory_mb=768, cpus=1.5, pids=99,
                                                               disk_mb=300, file_size_mb=50,
                                                               total_timeout=100, grading_allowance=50),
             hidden_paths=(tmp_path / "graders",))
-    return j
-
-
-@pytest.fixture
-def sandbox():
-    return DockerSandbox(image="gradekit-grading:test", docker="docker")
+    yield j
+    sandbox.cleanup(j)  # prepare() may have mounted the IPC folder's tmpfs (as root): nothing stays mounted
 
 
 def wrap(sandbox, job):
@@ -36,7 +37,7 @@ def wrap(sandbox, job):
     try:
         return docker_command(sandbox.wrap(list(KERNEL) + [str(job.connection_file)], job))
     finally:
-        sandbox.forget(job)
+        sandbox.cleanup(job)  # no container was made; prepare()'s IPC tmpfs (as root) is unmounted
 
 
 def test_hardening_flags(sandbox, job):

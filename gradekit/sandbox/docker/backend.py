@@ -11,7 +11,9 @@ Popen'd client lives exactly as long as the container), with:
 * memory without swap, CPUs, pids, file size and open files limited from ``job.limits``;
 * ``--init`` (tini) as PID 1, so orphans are reaped and everything dies with the kernel;
 * the job's IPC folder bind-mounted at the *same absolute path* (the connection file and
-  ZeroMQ ``ipc://`` sockets work unchanged on both sides; no port is ever opened);
+  ZeroMQ ``ipc://`` sockets work unchanged on both sides; no port is ever opened); as root,
+  with the engine in our mount namespace, that folder is a tmpfs of ``limits.disk_mb`` for
+  the container's lifetime (issue 17.2), else a plain host folder without a size limit;
 * the assignment data mounted read-only at ``/work/data`` (``GRADEKIT_DATA``), nothing
   else of the host: the
   graders, reference code and reports (``job.hidden_paths``) are never mounted;
@@ -44,6 +46,7 @@ from pathlib import Path
 
 from ...model import KernelJob, Limits
 from ..base import Sandbox, SandboxUnavailable, describe_returncode
+from ..cleanup import unmount
 from ..gpus import docker_gpus_arg, visible_env
 from . import image as image_mod
 from .engine import (CONSOLE_BYTES, LABEL_DEADLINE, LABEL_JOB, LABEL_OWNER, client_env, console_capped,
@@ -65,6 +68,35 @@ def _csv(*fields: str) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="").writerow(fields)
     return buf.getvalue()
+
+
+def engine_shares_our_mounts() -> bool:
+    """Does the local Docker engine resolve bind sources in our mount namespace? Only then
+    does a tmpfs we mount on a folder reach the container (a remote engine, or one in a
+    namespace of its own, would bind the empty folder under it, and the kernel never start)."""
+    if os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock") not in (
+            "unix:///var/run/docker.sock", "unix:///run/docker.sock"):
+        return False
+    for pid_file in ("/run/docker.pid", "/var/run/docker.pid"):
+        try:
+            pid = int(Path(pid_file).read_text())
+            return os.stat(f"/proc/{pid}/ns/mnt").st_ino == os.stat("/proc/self/ns/mnt").st_ino
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def _bound_ipc(job: KernelJob) -> None:
+    """Issue 17.2: the IPC folder, which the container's user can write, as a tmpfs of the
+    disk limit where we may mount one the engine sees; else it stays a plain folder."""
+    from ..process.confine import MS_NODEV, MS_NOSUID, mount
+    if os.geteuid() != 0 or os.path.ismount(job.ipc_dir) or not engine_shares_our_mounts():
+        return
+    try:
+        mount("tmpfs", str(job.ipc_dir), "tmpfs", MS_NOSUID | MS_NODEV,
+              f"size={max(1, int(job.limits.disk_mb))}m,mode=700")
+    except OSError:
+        pass
 
 
 def _safe_name(text: str, limit: int = 40) -> str:
@@ -170,6 +202,7 @@ class DockerSandbox(Sandbox):
         job.work_dir.mkdir(parents=True, exist_ok=True)
         job.ipc_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(job.root, 0o700)
+        _bound_ipc(job)
         self._give_to_container(job.ipc_dir)
         # The submission's files are read (and copied) by the container user.
         for p in [job.work_dir, *job.work_dir.rglob("*")]:
@@ -336,6 +369,8 @@ class DockerSandbox(Sandbox):
             timer.cancel()
         if name and name not in self._removed:
             remove_containers([name], docker=self.docker)
+        if os.path.ismount(job.ipc_dir):  # after the container: nothing holds it now
+            unmount(job.ipc_dir)
         self.forget(job)
 
     def forget(self, job: KernelJob) -> None:

@@ -5,8 +5,9 @@ workstation without Docker) and for ``gradekit check``. Its mode is decided once
 process by trying the real launcher:
 
 * ``namespaces`` (root, and the OS allows ``unshare``): the full sandbox of
-  :mod:`gradekit.sandbox.process.confine` — secrets covered, no network, own PID namespace,
-  cgroup limits — running as the ``gradekit-sandbox`` user.
+  :mod:`gradekit.sandbox.process.confine` — a root of its own built from an allow-list (the
+  host's other files do not exist there), no network, own PID namespace, cgroup limits —
+  running as the ``gradekit-sandbox`` user.
 * ``uid-drop`` (root in a container that refuses namespaces): the kernel runs as a uid of
   its own (per job, so jobs cannot signal each other or share a process limit) with
   rlimits and ``no_new_privs``. It sees the filesystem and the network, so every hidden
@@ -14,6 +15,12 @@ process by trying the real launcher:
   leaves running is killed at cleanup.
 * ``same-user`` (not root): the kernel runs as you, with nothing hidden; fit only for a
   student checking their own notebook, and said so.
+
+In both root modes the job's working and IPC folders, which the host reads too, are each a
+tmpfs of ``limits.disk_mb`` mounted on the host for the kernel's lifetime (a kernel's files
+last as long as it does, as in a Docker container; handed-in files are copied in at each
+start). Where the host may not mount, they are plain folders without a size limit, and
+:attr:`ProcessSandbox.warning` says so.
 """
 from __future__ import annotations
 
@@ -32,9 +39,12 @@ from pathlib import Path
 
 from ...model import KernelJob, Limits
 from ..base import Sandbox, SandboxUnavailable, describe_returncode
+from ..cleanup import unmount
+from .confine import MS_NODEV, MS_NOSUID, MS_PRIVATE, SYSTEM_DIRS, mount
 
 SANDBOX_USER = "gradekit-sandbox"
-SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # private to each kernel in namespaces mode
+SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # private to each kernel in namespaces mode, disk_mb each
+GIVEN = "given"  # in the job root: the files handed in, copied into each fresh working folder
 UID_DROP_BASE = 200_000_000     # uid-drop mode: per-job uids from here (no passwd entry needed)
 UID_DROP_SPAN = 1_000_000_000
 
@@ -54,14 +64,33 @@ def ensure_user(name: str = SANDBOX_USER) -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
-def _private_dirs() -> list[str]:
-    """Home folders and the like that may hold secrets of the host's users."""
-    return [d for d in ("/root", "/home") if os.path.isdir(d)]
-
-
 def _interpreter_dirs() -> list[str]:
     """The folders the kernel's Python needs (venv and base installation)."""
     return sorted({os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)})
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _exposed(dirs: list[str]) -> list[str]:
+    """The interpreter folders to bind into the kernel's root: those not already visible
+    there as a system folder (or inside another one of them)."""
+    system = {p for d in SYSTEM_DIRS for p in (d, os.path.realpath(d))}
+    keep: list[str] = []
+    for d in sorted(dirs):
+        if not any(_inside(d, s) for s in system | set(keep)):
+            keep.append(d)
+    return keep
+
+
+def _mount_tmpfs(folder: Path, size_mb: int, uid: int, gid: int) -> None:
+    mount("tmpfs", str(folder), "tmpfs", MS_NOSUID | MS_NODEV,
+          f"size={max(1, int(size_mb))}m,mode=700,uid={uid},gid={gid}")
+    try:  # no copy of it in other mount namespaces (a host whose / is shared)
+        mount(None, str(folder), None, MS_PRIVATE)
+    except OSError:
+        pass
 
 
 def readable_by_others(path: Path) -> bool:
@@ -104,6 +133,7 @@ def kill_uid(uid: int, rounds: int = 10) -> int:
 class ProcessSandbox(Sandbox):
     name = "process"
     _probed: dict[str, tuple[bool, str]] = {}   # per interpreter: can namespaces be made here?
+    unbounded: str | None = None   # why the job folders are not size-limited tmpfs here (per process)
 
     def __init__(self, user: str = SANDBOX_USER):
         super().__init__(user=user)
@@ -133,15 +163,17 @@ class ProcessSandbox(Sandbox):
                 os.chmod(tmp, 0o711)
                 job = KernelJob(id="probe", root=Path(tmp) / "job", limits=Limits(total_timeout=20))
                 job.root.mkdir()
-                self.prepare(job)
-                cmd = self.wrap([sys.executable, "-c", "pass"], job)
                 try:
+                    self.prepare(job)
+                    cmd = self.wrap([sys.executable, "-c", "pass"], job)
                     proc = subprocess.run(cmd, env=self.environment(job), cwd=job.work_dir,
                                           capture_output=True, text=True, timeout=60)
                     lines = proc.stderr.strip().splitlines()
                     result = (proc.returncode == 0, lines[-1] if lines else f"exit {proc.returncode}")
                 except (OSError, subprocess.TimeoutExpired) as exc:
                     result = (False, str(exc))
+                finally:
+                    self.cleanup(job)
             self._probed[sys.executable] = result
         return self._probed[sys.executable]
 
@@ -150,10 +182,13 @@ class ProcessSandbox(Sandbox):
         if self.mode == "same-user":
             return ("the process sandbox is not running as root, so the kernel runs as you, can read "
                     "your files and reach the network: fine for checking your own notebook, not for grading others'")
+        disk = (f"; the kernel's working and IPC folders have no size limit (a tmpfs could not be mounted: "
+                f"{self.unbounded})" if self.unbounded else "")
         if self.mode == "uid-drop":
             return (f"namespaces are not allowed here ({self.why}): the kernel runs as a user of its own with "
-                    "per-process limits, but can reach the network; secret folders must be unreadable to other users")
-        return None
+                    "per-process limits, but can reach the network and write the host's /tmp; secret folders "
+                    "must be unreadable to other users" + disk)
+        return disk[2:] or None
 
     def kernel_packages(self) -> dict[str, str] | None:
         """The kernel runs this interpreter: its packages are this environment's."""
@@ -187,11 +222,46 @@ class ProcessSandbox(Sandbox):
                     f"namespaces are not allowed here ({self.why}), so the kernel could read "
                     f"{', '.join(exposed)}; make them unreadable to other users (chmod 700), or grade where "
                     "namespaces are allowed (as root on the host, or with the docker sandbox)")
+        if self.mode == "namespaces":
+            self._refuse_exposed_secrets(job)
         uid, gid = self._job_ids(job)
         os.chmod(job.root, 0o711)  # the user may pass through to its folders, not list them
+        self._bound_folders(job, uid, gid)
         for d in (job.work_dir, job.ipc_dir):
             os.chown(d, uid, gid)
             os.chmod(d, 0o700)
+
+    def _refuse_exposed_secrets(self, job: KernelJob) -> None:
+        """The allow-list shows the interpreter and the data sets whole: none may hold a
+        hidden path (a venv or data folder that contains the graders)."""
+        shown = _exposed(_interpreter_dirs()) + [str(Path(d.source).resolve()) for d in job.data]
+        inside = [str(p) for p in job.hidden_paths for s in shown if _inside(str(Path(p).resolve()), s)]
+        if inside:
+            raise SandboxUnavailable(f"the kernel would see {', '.join(inside)}: it lies inside its Python "
+                                     "installation or a data set, which are shown to the kernel whole")
+
+    def _bound_folders(self, job: KernelJob, uid: int, gid: int) -> None:
+        """Issue 17.2: the job's folders the kernel writes and the host reads, each a tmpfs of
+        ``disk_mb``, fresh for each kernel (:meth:`cleanup` unmounts them). The files handed
+        in are kept aside once, in the job root (the kernel cannot list it), and copied in."""
+        if os.path.ismount(job.ipc_dir):
+            return  # this kernel's folders are mounted already
+        try:
+            _mount_tmpfs(job.ipc_dir, job.limits.disk_mb, uid, gid)
+        except OSError as exc:
+            ProcessSandbox.unbounded = exc.strerror or str(exc)
+            return  # no right to mount here: plain folders, and the warning says so
+        given = job.root / GIVEN
+        if not given.exists() and any(job.work_dir.iterdir()):
+            job.work_dir.rename(given)
+            job.work_dir.mkdir()
+        _mount_tmpfs(job.work_dir, job.limits.disk_mb, uid, gid)
+        if given.is_dir():
+            try:
+                shutil.copytree(given, job.work_dir, symlinks=True, dirs_exist_ok=True)
+            except (OSError, shutil.Error) as exc:
+                raise SandboxUnavailable(f"the files handed in do not fit the working folder's "
+                                         f"{job.limits.disk_mb} MB (limits.disk_mb): {exc}") from None
 
     def grant_connection_file(self, job: KernelJob) -> None:
         if self.mode != "same-user":
@@ -199,16 +269,12 @@ class ProcessSandbox(Sandbox):
 
     def _spec(self, job: KernelJob) -> dict:
         uid, gid = self._job_ids(job)
-        covers = [str(p) for p in job.hidden_paths] + _private_dirs()
-        hidden_too = covers + list(SCRATCH_DIRS)  # the launcher covers these with private tmpfs
-        exposes = [d for d in _interpreter_dirs()
-                   if any(d == c or d.startswith(c.rstrip("/") + "/") for c in hidden_too)]
         lim = job.limits
         return {
             "name": f"{job.id}-{os.getpid()}",
             "namespaces": self.mode == "namespaces",
             "uid": uid, "gid": gid,
-            "cover": covers, "expose": exposes, "scratch": list(SCRATCH_DIRS),
+            "expose": _exposed(_interpreter_dirs()), "scratch": list(SCRATCH_DIRS), "gpus": bool(job.gpus),
             "work_dir": str(job.work_dir), "ipc_dir": str(job.ipc_dir),
             "data": [[d.name, str(Path(d.source).resolve())] for d in job.data],
             "data_root": str(self.data_root(job)),
@@ -249,6 +315,21 @@ class ProcessSandbox(Sandbox):
 
     def cleanup(self, job: KernelJob) -> None:
         self.kill(job)
+        for d in (job.ipc_dir, job.work_dir):  # lazily: a uid-drop kernel's cwd may hold one
+            if os.path.ismount(d):
+                unmount(d)
+
+    def _full_folders(self, job: KernelJob) -> list[str]:
+        """The kernel's size-limited folders that are (nearly) full now."""
+        full = []
+        for name, d in (("working", job.work_dir), ("IPC", job.ipc_dir)):
+            try:
+                st = os.statvfs(d)
+            except OSError:
+                continue
+            if os.path.ismount(d) and st.f_bavail * st.f_frsize < 64 * 1024:
+                full.append(name)
+        return full
 
     def describe_exit(self, job: KernelJob, returncode: int | None) -> str:
         try:
@@ -261,7 +342,11 @@ class ProcessSandbox(Sandbox):
             return describe_returncode(-record["signal"], job.limits)
         if returncode == 121:
             return "the sandbox could not confine the kernel (see the harness log)"
-        return describe_returncode(returncode, job.limits)
+        why = describe_returncode(returncode, job.limits)
+        if full := self._full_folders(job):
+            why += (f"; its {' and '.join(full)} folder{'s were' if len(full) > 1 else ' was'} full "
+                    f"(the disk limit is {job.limits.disk_mb} MB per folder)")
+        return why
 
 
 def _cgroups_available() -> bool:

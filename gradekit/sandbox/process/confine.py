@@ -1,4 +1,4 @@
-"""Run a command confined: new namespaces, hidden paths, limits, an unprivileged user.
+"""Run a command confined: new namespaces, a filesystem of its own, limits, an unprivileged user.
 
 Two modes. **namespaces** (the default, where the OS allows ``unshare``) does all the
 steps below. **uid-drop**, for containers that refuse namespaces (Docker's default
@@ -9,25 +9,28 @@ the caller must keep secrets unreadable to other users (see ``ProcessSandbox``).
 Invoked by the process backend as ``python -m gradekit.sandbox.confine SPEC_JSON -- CMD``
 while still root. Steps, in this order because each needs the privilege the next drops:
 
-1. ``unshare`` mount, network, PID, IPC and UTS namespaces: the kernel sees no network
-   (only a downed loopback), no other process, and a private mount table.
+1. ``unshare`` network, PID, IPC and UTS namespaces: the kernel sees no network (only a
+   downed loopback), no other process, and has a host name of its own.
 2. fork: the child is PID 1 of the new PID namespace, so when it exits every process it
    left behind is killed by the kernel (no background process outlives the notebook).
-3. In the child: mount a fresh /proc, cover each secret folder (project, reports, homes)
-   with an empty tmpfs, give it private /tmp, /var/tmp and /dev/shm, then bind back only
-   what the kernel needs: its interpreter (read-only), its job folders, the data (read-only).
+3. In the child: a mount namespace of its own, and a root built from an allow-list
+   (:func:`_build_root`): the system folders and the interpreter read-only, a minimal /etc
+   and /dev, fresh /proc and /sys, private tmpfs /tmp, /var/tmp, /dev/shm (the disk limit)
+   and /run, its job folders and data sets; then ``pivot_root`` into it, the host's root
+   detached. Nothing else of the host exists for the kernel.
 4. Move the child into a memory+pids cgroup when the host offers one; set rlimits.
 5. Drop to the sandbox uid/gid with no supplementary groups and ``no_new_privs`` (no
    setuid binary can raise it again), then exec the kernel.
 
-The parent stays (root, outside the PID namespace) only to wait, remove the cgroup, and
-write ``exit.json`` (signal, OOM) for :func:`ProcessSandbox.describe_exit`.
+The parent stays (root, outside the PID namespace, on the host's root) only to wait, remove
+the cgroup, and write ``exit.json`` (signal, OOM) for :func:`ProcessSandbox.describe_exit`.
 """
 from __future__ import annotations
 
 import ctypes
 import json
 import os
+import re
 import resource
 import signal
 import sys
@@ -48,7 +51,7 @@ def _check(rc: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def _mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     _check(_libc.mount(src and src.encode(), target.encode(), fstype and fstype.encode(),
                        ctypes.c_ulong(flags), data and data.encode()), f"mount {target}")
 
@@ -120,41 +123,199 @@ def _remove_cgroups(dirs: list[Path]) -> None:
             pass
 
 
-def _cover_and_bind(spec: dict) -> None:
-    """Namespaces mode: a fresh /proc, secrets covered, private scratch, own folders back."""
+# The allow-list (namespaces mode). System folders a Python kernel needs, read-only; the
+# usrmerge links among them (/lib -> usr/lib) are made again as links, never bound.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# /etc: these few files, copied (the dynamic loader, name lookup, time zone); passwd and group
+# are written with only root, nobody and the kernel's own user; never shadow, hosts or the rest.
+ETC_FILES = ("nsswitch.conf", "ld.so.cache", "ld.so.conf", "localtime", "timezone", "os-release", "mime.types")
+ETC_DIRS = ("ld.so.conf.d", "ssl/certs")  # bound read-only
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+HOSTNAME = "gradekit"
+STAGE = "/tmp"  # where the new root is built, in the child's own mount namespace (sources held by fd)
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+MNT_DETACH = 2
+
+
+class _Held:
+    """A host path held open (O_PATH) before the new root hides it, bound by descriptor later."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+
+    @property
+    def source(self) -> str:
+        return f"/proc/self/fd/{self.fd}"
+
+
+def _mountinfo() -> list[tuple[str, set[str]]]:
+    """(mount point, per-mount options) of this namespace, octal escapes decoded."""
+    out = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            fields = line.split()
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            out.append((point, set(fields[5].split(","))))
+    return out
+
+
+_KEEP_FLAGS = {"noexec": MS_NOEXEC, "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21}
+
+
+def _read_only(target: str) -> None:
+    """Remount ``target`` and every mount below it read-only, nosuid, nodev (a bind mount's
+    flags apply per mount, so a recursive bind needs this for each)."""
+    for point, opts in _mountinfo():
+        if point == target or point.startswith(target.rstrip("/") + "/"):
+            keep = sum(flag for name, flag in _KEEP_FLAGS.items() if name in opts)
+            mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | keep)
+
+
+def _bind(held: _Held, target: str, read_only: bool) -> None:
+    """Bind a held folder (or device) at ``target`` inside the stage, at the same path."""
+    if os.path.isdir(held.source):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, "a").close()
+    mount(held.source, target, None, MS_BIND | MS_REC)
+    if read_only:
+        _read_only(target)
+    os.close(held.fd)
+
+
+def _host_entries(path: str, ids: set[int]) -> str:
+    """Lines of passwd/group whose numeric id (third field) is one of ``ids``."""
+    try:
+        with open(path) as fh:
+            return "".join(line for line in fh if line.count(":") >= 3 and line.split(":")[2].isdigit()
+                           and int(line.split(":")[2]) in ids)
+    except OSError:
+        return ""
+
+
+def _etc_contents(spec: dict) -> tuple[dict[str, bytes], dict[str, str]]:
+    """The new /etc, read from the host's before it is hidden: (files, links), by name."""
+    files = {
+        "passwd": _host_entries("/etc/passwd", {0, 65534, spec["uid"]}).encode(),
+        "group": _host_entries("/etc/group", {0, 65534, spec["gid"]}).encode(),
+        "hosts": f"127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost\n".encode(),
+        "hostname": (HOSTNAME + "\n").encode(),
+    }
+    links = {}
+    for name in ETC_FILES:
+        path = os.path.join("/etc", name)
+        try:
+            if os.path.islink(path):  # /etc/localtime -> /usr/share/zoneinfo/...: resolves inside
+                links[name] = os.readlink(path)
+            elif os.path.isfile(path):
+                with open(path, "rb") as fh:
+                    files[name] = fh.read()
+        except OSError:
+            continue
+    return files, links
+
+
+def _write_etc(root: str, files: dict[str, bytes], links: dict[str, str]) -> None:
+    os.makedirs(f"{root}/etc", exist_ok=True)
+    for name, content in files.items():
+        with open(f"{root}/etc/{name}", "wb") as fh:
+            fh.write(content)
+    for name, target in links.items():
+        os.symlink(target, f"{root}/etc/{name}")
+
+
+def _devices(spec: dict) -> list[tuple[str, _Held]]:
+    names = [f"/dev/{d}" for d in DEVICES]
+    if spec.get("gpus"):  # the kernel was leased GPUs: the driver's nodes (CUDA_VISIBLE_DEVICES picks)
+        names += sorted(os.path.join("/dev", d) for d in os.listdir("/dev") if d.startswith("nvidia"))
+    return [(n, _Held(n)) for n in names if os.path.exists(n)]
+
+
+def _make_dev(root: str, devices: list[tuple[str, _Held]]) -> None:
+    """A minimal /dev: the harmless character devices bound from the host, a private /dev/shm."""
+    os.makedirs(f"{root}/dev")
+    mount("tmpfs", f"{root}/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=755")
+    for name, held in devices:
+        _bind(held, root + name, read_only=False)
+    for link, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{root}/dev/{link}")
+    os.mkdir(f"{root}/dev/shm")
+
+
+def _make_sys(root: str, host_sys: _Held | None) -> None:
+    """A fresh sysfs (read-only) shows this network namespace's devices only: just lo. Where
+    the OS refuses one, the host's top sysfs mount, read-only, without what is mounted on it."""
+    os.makedirs(f"{root}/sys", exist_ok=True)
+    try:
+        mount("sysfs", f"{root}/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except OSError:
+        if host_sys is not None:
+            mount(host_sys.source, f"{root}/sys", None, MS_BIND)
+            mount(None, f"{root}/sys", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _pivot(root: str) -> None:
+    """Make ``root`` the root of this mount namespace and drop the host's from it."""
+    os.chdir(root)
+    nr = SYS_PIVOT_ROOT.get(os.uname().machine)
+    if nr is not None and _libc.syscall(nr, b".", b".") == 0:
+        _check(_libc.umount2(b".", MNT_DETACH), "detach the host's root")  # stacked on ours at "."
+    else:  # no pivot_root (an initramfs root): move the stage over / and chroot into it
+        mount(root, "/", None, 8192)  # MS_MOVE
+        os.chroot(".")
+    os.chdir("/")
+
+
+def _build_root(spec: dict) -> None:
+    """Namespaces mode: the kernel's whole filesystem, from an allow-list (no deny-list to forget):
+    system folders and the interpreter read-only, a minimal /etc and /dev, fresh /proc and /sys,
+    private tmpfs scratch folders, its own job folders and the data sets, nothing else."""
     os.umask(0o022)  # mount points we create must stay traversable for the kernel's user
-    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    # What the kernel must still reach after the covers below: its interpreter (read-only)
-    # and its own job folders. Hold them by file descriptor, cover, then bind them back at
-    # the same paths (the connection file names the IPC folder by its absolute path).
-    keep = [(d, False) for d in spec["expose"]] + [(spec["work_dir"], True), (spec["ipc_dir"], True)]
-    fds = [(d, os.open(d, os.O_PATH | os.O_DIRECTORY), rw) for d, rw in keep]
-    # Data sets may live inside a covered folder (the course's data/): held the same way,
-    # bound read-only under the data root afterwards.
-    data = [(os.path.join(spec["data_root"], name), os.open(src, os.O_PATH | os.O_DIRECTORY))
-            for name, src in spec.get("data", [])]
-    # Secrets (graders, reference, masters, reports, homes): empty root-owned folders.
-    for hidden in spec["cover"]:
-        if os.path.isdir(hidden):
-            _mount("tmpfs", hidden, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
-        elif os.path.exists(hidden):
-            _mount("/dev/null", hidden, None, MS_BIND)
-    # Private scratch space; every other job's folder under /tmp disappears with it.
+    _check(_libc.unshare(CLONE_NEWNS), "unshare")  # our own: the parent keeps the host's root
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    system = [(d, _Held(d)) for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+    links = [(d, os.readlink(d)) for d in SYSTEM_DIRS if os.path.islink(d)]
+    etc_dirs = [(f"/etc/{d}", _Held(f"/etc/{d}")) for d in ETC_DIRS if os.path.isdir(f"/etc/{d}")]
+    etc_files, etc_links = _etc_contents(spec)
+    devices = _devices(spec)
+    host_sys = _Held("/sys") if os.path.isdir("/sys") else None
+    # Read-only: the interpreter(s); read-write: the job's folders, at the same paths as on the
+    # host (the connection file names the IPC folder by its absolute path); data under data_root.
+    own = [(d, _Held(d), True) for d in spec["expose"]]
+    own += [(spec["work_dir"], _Held(spec["work_dir"]), False), (spec["ipc_dir"], _Held(spec["ipc_dir"]), False)]
+    own += [(os.path.join(spec["data_root"], name), _Held(src), True) for name, src in spec.get("data", [])]
+    own.sort(key=lambda t: t[0])  # a parent before anything bound inside it
+
+    root = STAGE
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=755")
+    for d, held in system:
+        _bind(held, root + d, read_only=True)
+    for d, target in links:
+        os.symlink(target, root + d)
+    _write_etc(root, etc_files, etc_links)
+    for d, held in etc_dirs:
+        _bind(held, root + d, read_only=True)
+    _make_dev(root, devices)
+    os.makedirs(f"{root}/proc")
+    mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _make_sys(root, host_sys)
+    # Private scratch, each bounded by the disk limit; /run empty and root's (nothing persists).
     scratch = f"size={spec['disk_mb']}m,mode=1777"
     for d in spec["scratch"]:
-        if os.path.isdir(d):
-            _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, scratch)
-    for d, fd, rw in fds:
-        os.makedirs(d, exist_ok=True)
-        _mount(f"/proc/self/fd/{fd}", d, None, MS_BIND | MS_REC)
-        if not rw:
-            _mount(None, d, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-        os.close(fd)
-    for target, fd in data:
-        os.makedirs(target, exist_ok=True)
-        _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
-        _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-        os.close(fd)
+        os.makedirs(root + d, exist_ok=True)
+        mount("tmpfs", root + d, "tmpfs", MS_NOSUID | MS_NODEV, scratch)
+    os.makedirs(f"{root}/run")
+    mount("tmpfs", f"{root}/run", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=755")
+    for d, held, read_only in own:
+        _bind(held, root + d, read_only)
+    if host_sys is not None:
+        os.close(host_sys.fd)
+    _pivot(root)
+    mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    _libc.sethostname(HOSTNAME.encode(), len(HOSTNAME))
 
 
 def _limit_and_exec(spec: dict, cmd: list[str]) -> None:
@@ -185,7 +346,7 @@ def _limit_and_exec(spec: dict, cmd: list[str]) -> None:
 
 def _child(spec: dict, cmd: list[str], go_r: int) -> None:
     os.read(go_r, 1)  # wait until the parent has put us in the cgroup
-    _cover_and_bind(spec)
+    _build_root(spec)
     _limit_and_exec(spec, cmd)
 
 
@@ -199,8 +360,10 @@ def main(argv: list[str]) -> int:
         except BaseException as exc:  # never run the kernel as root
             print(f"gradekit sandbox: could not confine the kernel: {exc}", file=sys.stderr, flush=True)
         return 121
-    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # our mounts never reach the host
+    # The mount namespace is the child's alone (its pivot_root must not move our root, which
+    # still writes exit.json and removes the cgroup); these others it enters at the fork.
+    _check(_libc.unshare(CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    os.chdir("/")  # hold no job folder busy: the host unmounts them after the kernel
     go_r, go_w = os.pipe()
     pid = os.fork()
     if pid == 0:
