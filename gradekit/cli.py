@@ -248,27 +248,64 @@ def cmd_check(args) -> int:
     from . import intake
     from .model import SubmissionRef
     from .report.render.markdown import to_markdown
-    from .run.worker import grade
+    from .run.worker import grade, grade_parts
     from .sandbox import registry
     from .spec import load
     course = _course(args)
-    sub = intake.collect([args.notebook])[0]
-    if sub.notebook is None:
-        _say(f"cannot check {args.notebook}: {sub.rejected}")
-        return EXIT_USAGE
-    assignment_id = _assignment_for_check(args, course, sub)
-    if assignment_id is None:
-        return EXIT_USAGE
-    assignment = load(assignment_id, course.root)
+    given = Path(args.notebook)
+    if given.is_dir():  # a folder of several notebooks: every part of the assignment
+        known = course.assignment_ids()
+        assignment_id = args.assignment or (known[0] if len(known) == 1 else None)
+        if assignment_id is None:
+            _say("checking a folder: pass --assignment ID, one of: " + ", ".join(known))
+            return EXIT_USAGE
+        assignment = load(assignment_id, course.root)
+        if not assignment.parts:
+            _say(f"{assignment_id!r} is handed in as one notebook: check that notebook, not a folder")
+            return EXIT_USAGE
+        sub = intake.collect([given], assignment.id, assignment.files, assignment.parts)[0]
+        if not sub.gradable:
+            _say(f"cannot check {args.notebook}: {sub.rejected}")
+            return EXIT_USAGE
+    else:
+        sub = intake.collect([args.notebook])[0]
+        if sub.notebook is None:
+            _say(f"cannot check {args.notebook}: {sub.rejected}")
+            return EXIT_USAGE
+        assignment_id = _assignment_for_check(args, course, sub)
+        if assignment_id is None:
+            return EXIT_USAGE
+        assignment = load(assignment_id, course.root)
+    part = None
+    if assignment.parts and not given.is_dir():  # one part's notebook: that part's questions only
+        from .intake.collect import match_parts
+        found, _ = match_parts([given.name], lambda n: given.read_bytes(), assignment.id, assignment.parts)
+        part = next((assignment.part(pid) for pid, (name, _, _) in found.items() if name is not None), None)
+        if part is None:
+            _say(f"cannot check {args.notebook}: it is none of the parts of {assignment.id!r}; name it like "
+                 + " or ".join(f"`{p.pattern}` ({p.title})" for p in assignment.parts)
+                 + " (or check the folder holding them all)")
+            return EXIT_USAGE
     sandbox = registry.make("process")
     sandbox.check()
     if sandbox.warning:
         _say(f"note: {sandbox.warning}")
-    ref = SubmissionRef(id=sub.id, sha256=sub.sha256, submitter=Path(args.notebook).name, sources=[Path(args.notebook).name])
+    ref = SubmissionRef(id=sub.id, sha256=sub.sha256, submitter=given.name, sources=[given.name])
     with tempfile.TemporaryDirectory(prefix="gk-check-") as tmp:
         os.chmod(tmp, 0o711)
-        rep = grade(assignment, sub.notebook, submission=ref, sandbox=sandbox, job_root=Path(tmp) / "job",
-                    limits=assignment.limits, include_hidden=False)
+        if sub.parts:
+            rep = grade_parts(assignment, intake.write_parts(sub, Path(tmp), "part"), submission=ref, sandbox=sandbox,
+                              job_root=Path(tmp) / "job", limits=assignment.limits, include_hidden=False,
+                              notes=tuple(sub.notes))
+        else:
+            rep = grade(assignment, sub.notebook, submission=ref, sandbox=sandbox, job_root=Path(tmp) / "job",
+                        limits=assignment.limits, include_hidden=False, part=part)
+    if part is not None:
+        print(f"checked as {part.title} of {assignment.id} (its questions only)")
+    for p in rep.parts:
+        print(f"{p.title}: {p.source or p.reason}")
+    for note in rep.notes if sub.parts else []:
+        print(f"note: {note}")
     public = [t for t in rep.tests if t.public]
     print(f"{assignment.title}: public tests of {args.notebook}\n")
     w = max([6] + [len(q.id) for q in rep.questions])  # ids such as "1.1-pools-fc" keep the columns
@@ -276,6 +313,8 @@ def cmd_check(args) -> int:
         mine = [t for t in public if t.question == q.id]
         if q.manual:
             print(f"  {q.id:{w}s} graded by course staff ({q.points_possible:g} pts)")
+        elif q.status == "missing":  # a part whose notebook is not in the folder
+            print(f"  {q.id:{w}s} not checked: {q.message}")
         elif not mine:
             print(f"  {q.id:{w}s} hidden tests only ({q.points_possible:g} pts): checked when you submit")
         else:

@@ -25,7 +25,9 @@ GPU_MODES = ("none", "optional", "required")
 #: Report status: graded (the graders ran), rejected (intake refused the notebook), missing
 #: (a submitter handed in no notebook), error (the harness failed; not the student's fault).
 REPORT_STATUSES = ("graded", "rejected", "missing", "error")
-SCHEMA = 2
+# 3: Report.parts and QuestionResult.part (a submission of several notebooks); a report of one
+# notebook has the shape of 2 with these empty
+SCHEMA = 3
 
 
 class RecordError(ValueError):
@@ -211,6 +213,23 @@ class Job(Record):
     handed_in: "HandedInFiles | None" = None  # what the report says of them
     data: dict[str, Path] = dataclasses.field(default_factory=dict)  # where this run found each data set
     check_secrets: tuple[str, ...] = ()  # run the graders again under these secrets (Report.seed_scores)
+    parts: tuple[JobPart, ...] = ()  # several notebooks (the spec's parts), in the spec's order; then
+    #                                  ``notebook`` is the first part's found and ``sha256`` covers all
+    notes: tuple[str, ...] = ()    # what intake said for the student (notebooks not graded, and why)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobPart(Record):
+    """One notebook of a submission made of several (the spec's ``[[parts]]``): which part,
+    and the notebook found for it (``notebook`` None: none was, ``reason`` says why)."""
+
+    part: str                      # the part's id in the spec
+    notebook: Path | None = None   # written by the batch (trusted copy)
+    sha256: str = ""
+    source: str = ""               # where it came from, relative to what was given
+    note: str = ""                 # for the student: how it was recognised, when not by its name
+    reason: str = ""               # no notebook: why ("no notebook for Problem 2 found (...)")
+    missing: bool = True           # no notebook at all (False: one was refused; reason says why)
 
 
 # -- results ------------------------------------------------------------------------------
@@ -267,6 +286,7 @@ class QuestionResult(Record):
     status: str                  # passed | partial | failed | not_graded | manual
     message: str = ""            # the first failure, for the student (one entry per question)
     outputs: list[CellOutput] = dataclasses.field(default_factory=list)  # cells the question points at
+    part: str = ""               # the part (notebook) it was graded in; "" when there are no parts
 
 
 @dataclasses.dataclass
@@ -341,6 +361,27 @@ class Placement(Record):
 
 
 @dataclasses.dataclass
+class PartResult(Record):
+    """One notebook of a submission made of several: how it ran (its questions are in
+    ``Report.questions``, each with ``part`` set)."""
+
+    id: str
+    title: str
+    status: str                  # graded | missing (no notebook) | rejected (refused) | error
+    questions: list[str]
+    source: str = ""             # the notebook's place, relative
+    sha256: str = ""
+    note: str = ""               # how it was recognised, when not by its name
+    reason: str | None = None    # plain words, when something went wrong
+    execution: ExecutionResult | None = None
+    seed: int | None = None
+    timing: dict[str, float] = dataclasses.field(default_factory=dict)
+    time_limit: float | None = None  # seconds its notebook had (what the shared budget left, at most the limit)
+    parameters: InjectedParameters | None = None
+    platform: Platform | None = None
+
+
+@dataclasses.dataclass
 class Report(Record):
     """One submission's grading: the source of truth every rendering is made from."""
 
@@ -372,6 +413,7 @@ class Report(Record):
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     gradekit: str = ""
     schema: int = SCHEMA
+    parts: list[PartResult] = dataclasses.field(default_factory=list)  # several notebooks: one each, spec order
 
     @property
     def graders_broken(self) -> bool:

@@ -41,10 +41,23 @@ Deep-learning assignments add (docs/authoring.md, "Deep-learning notebooks")::
     files = ["weights/*.pt", "codes_*.npy"]
     max_file_mb = 50
     max_total_mb = 200
+
+An assignment handed in as several notebooks ("parts", docs/authoring.md, "Several
+notebooks")::
+
+    submission_timeout = 1500    # seconds for all parts' notebooks together
+                                 # (default: limits.total_timeout times the number of parts)
+    [[parts]]
+    id = "p1"
+    title = "Problem 1"
+    pattern = "*_hw4_p1.ipynb"   # fnmatch on the file name, case-insensitive
+    questions = ["q1", "q2"]     # every question belongs to exactly one part
+    master = "master_p1.ipynb"   # beside assignment.toml (the default: master_<id>.ipynb)
 """
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -56,6 +69,10 @@ except ModuleNotFoundError:  # Python 3.10
 
 from .course import find as find_course
 from .model import GPU_MODES, Limits
+
+#: When students see a test's outcome, in Gradescope's words; only "visible" shows its details
+#: (the expected value, a plain assert's message), every other one only that it failed.
+VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 
 
 class SpecError(ValueError):
@@ -72,6 +89,7 @@ class Question:
     rtol: float | None = None
     atol: float | None = None
     shows: tuple[str, ...] = ()   # cell tags whose outputs (a plot, a table) the feedback shows
+    visibility: str | None = None  # its tests' visibility (None: the assignment's [grading] visibility)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +133,20 @@ class GradingParameters:
 
 
 @dataclasses.dataclass(frozen=True)
+class Part:
+    """One notebook of a submission made of several (``[[parts]]``)."""
+    id: str
+    title: str                  # for people: "Problem 2"
+    pattern: str                # fnmatch pattern of the notebook's file name: "*_hw4_p2.ipynb"
+    questions: tuple[str, ...]  # the questions graded against this notebook's kernel
+    master: Path                # the part's master notebook
+
+    def matches(self, file_name: str) -> bool:
+        """``file_name`` (the last component only) matches the pattern, case-insensitively."""
+        return fnmatch.fnmatchcase(PurePosixPath(file_name).name.lower(), self.pattern.lower())
+
+
+@dataclasses.dataclass(frozen=True)
 class Assignment:
     id: str
     title: str
@@ -128,6 +160,39 @@ class Assignment:
     torch: bool = True          # False: the kernel needs no torch (the light grading image will do)
     parameters: GradingParameters = GradingParameters()
     files: SubmissionFiles = SubmissionFiles()
+    parts: tuple[Part, ...] = ()  # empty: one notebook holds every question
+    submission_timeout: float | None = None  # with parts: seconds for all their notebooks together
+    #: what students see of a test whose grader and question say nothing ([grading] visibility):
+    #: "hidden" unless the spec says otherwise, so no expected value shows by accident
+    visibility: str = "hidden"
+
+    def part(self, part_id: str) -> Part:
+        for p in self.parts:
+            if p.id == part_id:
+                return p
+        raise SpecError(f"assignment {self.id!r} has no part {part_id!r} "
+                        f"(it has: {', '.join(p.id for p in self.parts) or 'none'})")
+
+    def part_of(self, question_id: str) -> Part | None:
+        """The part holding the question (None: the assignment has no parts)."""
+        return next((p for p in self.parts if question_id in p.questions), None)
+
+    def only_part(self, part: Part) -> "Assignment":
+        """This assignment as far as one part goes: its questions only, no parts (what one
+        notebook of the submission is graded against: names it must define, outputs shown)."""
+        return dataclasses.replace(self, questions=tuple(q for q in self.questions if q.id in part.questions), parts=())
+
+    def time_budget(self, limits: Limits) -> float:
+        """Seconds the notebooks of one submission may run together."""
+        if not self.parts:
+            return limits.total_timeout
+        return self.submission_timeout or limits.total_timeout * len(self.parts)
+
+    def hard_wall(self, limits: Limits) -> float:
+        """Seconds one submission's grading may take at most, end to end (all its parts)."""
+        if not self.parts:
+            return limits.hard_wall
+        return self.time_budget(limits) + limits.grading_allowance * len(self.parts)
 
     def data_set(self, name: str) -> DataSet:
         for d in self.data:
@@ -220,6 +285,7 @@ def load(assignment_id: str, root: Path | None = None) -> Assignment:
                 id=str(q["id"]), title=str(q.get("title", q["id"])), points=float(q["points"]),
                 manual=bool(q.get("manual", False)), defines=tuple(q.get("defines", ())),
                 rtol=q.get("rtol"), atol=q.get("atol"), shows=tuple(str(t) for t in q.get("shows", ())),
+                visibility=_visibility(q.get("visibility"), f"question {q.get('id')!r}", spec_file),
             ))
         except KeyError as exc:
             raise SpecError(f"{spec_file}: question #{i + 1} lacks {exc.args[0]!r}") from None
@@ -239,6 +305,14 @@ def load(assignment_id: str, root: Path | None = None) -> Assignment:
     gpu = raw.get("gpu", "none")
     if gpu not in GPU_MODES:
         raise SpecError(f"{spec_file}: gpu must be one of {GPU_MODES}, not {gpu!r}")
+    parts = _parts(raw.get("parts", []), questions, folder, spec_file)
+    budget = raw.get("submission_timeout")
+    if budget is not None:
+        if not parts:
+            raise SpecError(f"{spec_file}: submission_timeout is for assignments handed in as several notebooks "
+                            "([[parts]]); without parts, limits.total_timeout is the notebook's time limit")
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
+            raise SpecError(f"{spec_file}: submission_timeout must be a positive number of seconds, not {budget!r}")
     return Assignment(
         id=assignment_id,
         title=raw.get("title", assignment_id),
@@ -251,8 +325,68 @@ def load(assignment_id: str, root: Path | None = None) -> Assignment:
         data=_data_sets(raw.get("data", []), root, spec_file),
         torch=bool(raw.get("torch", True)),
         parameters=_parameters(raw.get("grading", {}), spec_file),
+        visibility=_visibility(raw.get("grading", {}).get("visibility"), "[grading]", spec_file) or "hidden",
         files=_submission_files(raw.get("submission", {}), spec_file),
+        parts=parts,
+        submission_timeout=None if budget is None else float(budget),
     )
+
+
+def _parts(raw: Any, questions: list[Question], folder: Path, spec_file: Path) -> tuple[Part, ...]:
+    """``[[parts]]``, checked: every question in exactly one part, ids and patterns distinct."""
+    if not raw:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(p, dict) for p in raw):
+        raise SpecError(f"{spec_file}: parts must be [[parts]] tables")
+    known = [q.id for q in questions]
+    parts: list[Part] = []
+    owner: dict[str, str] = {}
+    for i, p in enumerate(raw):
+        missing = [k for k in ("id", "pattern", "questions") if k not in p]
+        if missing:
+            raise SpecError(f"{spec_file}: part #{i + 1} lacks {', '.join(repr(k) for k in missing)}")
+        unknown = set(p) - {"id", "title", "pattern", "questions", "master"}
+        if unknown:
+            raise SpecError(f"{spec_file}: part #{i + 1}: unknown keys {sorted(unknown)}")
+        pid, pattern = str(p["id"]), str(p["pattern"])
+        if not valid_id(pid):
+            raise SpecError(f"{spec_file}: part id {pid!r} must be a name (letters, digits, '-', '_' and '.')")
+        if "/" in pattern or "\\" in pattern or not pattern.lower().endswith(".ipynb"):
+            raise SpecError(f"{spec_file}: part {pid!r}: pattern {pattern!r} must be a file name pattern "
+                            "ending in .ipynb, such as '*_hw4_p1.ipynb' (no folders)")
+        qids = p["questions"]
+        if not isinstance(qids, list) or not qids or not all(isinstance(q, str) for q in qids):
+            raise SpecError(f"{spec_file}: part {pid!r}: questions must be a list of question ids, not {qids!r}")
+        for qid in qids:
+            if qid not in known:
+                raise SpecError(f"{spec_file}: part {pid!r} names question {qid!r}, which the assignment does not "
+                                f"have (it has: {', '.join(known)})")
+            if qid in owner:
+                raise SpecError(f"{spec_file}: question {qid!r} is in two parts, {owner[qid]!r} and {pid!r}; "
+                                "each question belongs to exactly one part")
+            owner[qid] = pid
+        master = Path(str(p.get("master", f"master_{pid}.ipynb")))
+        if master.is_absolute() or ".." in master.parts:
+            raise SpecError(f"{spec_file}: part {pid!r}: master {str(master)!r} must be a path inside the "
+                            "assignment's folder")
+        parts.append(Part(pid, str(p.get("title", pid)), pattern, tuple(qids), folder / master))
+    ids = [p.id for p in parts]
+    if len(set(ids)) != len(ids):
+        raise SpecError(f"{spec_file}: part ids repeat: {ids}")
+    patterns = [p.pattern.lower() for p in parts]
+    if len(set(patterns)) != len(patterns):
+        raise SpecError(f"{spec_file}: two parts have the same pattern ({', '.join(p.pattern for p in parts)}); "
+                        "each part's notebook must be told apart by its name")
+    for a in parts:
+        for b in parts:
+            if a is not b and b.matches(a.pattern.replace("*", "x").replace("?", "x")):
+                raise SpecError(f"{spec_file}: parts {a.id!r} and {b.id!r}: a notebook named like {a.pattern!r} "
+                                f"also matches {b.pattern!r}; make the patterns tell the parts apart")
+    orphans = [q for q in known if q not in owner]
+    if orphans:
+        raise SpecError(f"{spec_file}: question(s) {', '.join(orphans)} belong to no part; with [[parts]], "
+                        "each question belongs to exactly one part (list it in that part's questions)")
+    return tuple(parts)
 
 
 def _data_sets(raw: list, root: Path, spec_file: Path) -> tuple[DataSet, ...]:
@@ -283,6 +417,12 @@ def _data_sets(raw: list, root: Path, spec_file: Path) -> tuple[DataSet, ...]:
     return tuple(sets)
 
 
+def _visibility(value: Any, where: str, spec_file: Path) -> str | None:
+    if value is not None and value not in VISIBILITIES:
+        raise SpecError(f"{spec_file}: {where} visibility must be one of {', '.join(VISIBILITIES)}, not {value!r}")
+    return value
+
+
 def _parameters(grading: dict, spec_file: Path) -> GradingParameters:
     tables = {}
     for key in ("parameters", "cpu_parameters", "gpu_parameters"):
@@ -290,7 +430,7 @@ def _parameters(grading: dict, spec_file: Path) -> GradingParameters:
         if not isinstance(table, dict) or not all(isinstance(k, str) and k.isidentifier() for k in table):
             raise SpecError(f"{spec_file}: [grading.{key}] must map Python names to values")
         tables[key] = dict(table)
-    unknown = set(grading) - set(tables)
+    unknown = set(grading) - set(tables) - {"visibility"}
     if unknown:
         raise SpecError(f"{spec_file}: unknown [grading] keys {sorted(unknown)}")
     return GradingParameters(tables["parameters"], tables["cpu_parameters"], tables["gpu_parameters"])

@@ -28,8 +28,7 @@ from ..bridge.models import (  # noqa: F401 - re-exported by gradekit.grading
     ModelStructure, ModelView, OptimizerConfig, SchedulerConfig, StepResult, accuracy, predict)
 from ..bridge.protocol import StudentError
 from ..bridge.values import Handle, ModuleSummary, TorchArray, Unsupported, as_torch
-
-VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
+from ..spec import VISIBILITIES  # noqa: F401 - one list, the spec's
 
 
 def question(qid: str, points: float | None = None, visibility: str | None = None):

@@ -41,7 +41,7 @@ class TestMeta:
 
 META = pytest.StashKey[TestMeta]()
 CREDIT = pytest.StashKey[Credit]()
-DEFAULT_VISIBILITY = "visible"
+DEFAULT_VISIBILITY = "hidden"  # when neither the test nor the spec says
 
 
 def _marker_arg(item, name: str):
@@ -52,10 +52,12 @@ def _marker_arg(item, name: str):
 class GradingPlugin:
     """Fixtures and result collection for one submission's grading run."""
 
-    def __init__(self, assignment: Assignment, submission, public_dirs: set[Path], include_hidden: bool = True):
+    def __init__(self, assignment: Assignment, submission, public_dirs: set[Path], include_hidden: bool = True,
+                 questions: set[str] | None = None):
         self._assignment = assignment      # underscored: the fixtures below have the plain names
         self._submission = submission
         self._include_hidden = include_hidden
+        self._questions = questions        # run only these questions' tests (one part's); None: all
         self.public_dirs = public_dirs
         self.results: dict[str, TestResult] = {}
         self.problems: list[str] = []
@@ -71,7 +73,7 @@ class GradingPlugin:
         marked = {}
         for item in items:
             qid, points = _marker_arg(item, "question"), _marker_arg(item, "points")
-            visibility = _marker_arg(item, "visibility") or DEFAULT_VISIBILITY
+            visibility = _marker_arg(item, "visibility") or self._visibility_of(qid)
             if visibility not in VISIBILITIES:
                 self.problems.append(f"{item.nodeid}: unknown visibility {visibility!r}")
             public = any(Path(str(item.path)).is_relative_to(d) for d in self.public_dirs)
@@ -81,6 +83,21 @@ class GradingPlugin:
         self.problems += problems
         for item in items:
             item.stash[META].points = shares[item.nodeid]
+        if self._questions is not None:  # one part's notebook: the other parts' tests do not run here
+            keep = [i for i in items if i.stash[META].question in self._questions]
+            dropped = [i for i in items if i.stash[META].question not in self._questions]
+            if dropped:
+                config.hook.pytest_deselected(items=dropped)
+                items[:] = keep
+
+    def _visibility_of(self, qid) -> str:
+        """A test without a visibility marker: its question's, else the assignment's (hidden
+        unless the spec says otherwise: issue 17.16)."""
+        questions = self._assignment.questions if self._assignment is not None else ()
+        q = next((q for q in questions if q.id == qid), None)  # an unknown id is reported elsewhere
+        if q is not None and q.visibility:
+            return q.visibility
+        return getattr(self._assignment, "visibility", None) or DEFAULT_VISIBILITY
 
     # -- fixtures -------------------------------------------------------------------
     @pytest.fixture

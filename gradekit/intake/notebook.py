@@ -9,7 +9,9 @@ import json
 
 import nbformat
 
-from ..model import HandedInFiles
+from pathlib import Path
+
+from ..model import HandedInFiles, JobPart
 
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024      # one notebook, as stored
 SUPPORTED_NBFORMAT = 4
@@ -27,6 +29,17 @@ class IntakeItem:
     missing: bool = False             # the submitter handed in no notebook at all
     files: list = dataclasses.field(default_factory=list)  # intake.files.HandedInFile: wanted files beside it
     handed_in: HandedInFiles | None = None  # what the report says of the files beside it
+    # several notebooks (the spec's [[parts]]): part id -> the notebook found for it, in the spec's
+    # order; a part without one has an item with ``rejected`` saying why (``missing``: none at all).
+    # Then ``notebook`` is None, ``sha256`` covers every part's, and ``source`` is the submitter's folder.
+    parts: dict[str, "IntakeItem"] = dataclasses.field(default_factory=dict)
+    note: str = ""                    # a part's notebook: how it was recognised, when not by its name
+    notes: list[str] = dataclasses.field(default_factory=list)  # for the student: notebooks not graded, and why
+
+    @property
+    def gradable(self) -> bool:
+        """There is a notebook to run: this one, or at least one part's."""
+        return self.notebook is not None or any(p.notebook is not None for p in self.parts.values())
 
     @property
     def content_key(self) -> str:
@@ -79,3 +92,16 @@ def notebook_bytes(nb: nbformat.NotebookNode) -> bytes:
     buf = io.StringIO()
     nbformat.write(nb, buf)
     return buf.getvalue().encode()
+
+
+def write_parts(item: IntakeItem, folder: Path, prefix: str) -> tuple[JobPart, ...]:
+    """A submission's parts as the worker takes them (``Job.parts``): each part's notebook
+    written, a trusted copy, to ``folder/PREFIX-PART.ipynb``; in the spec's order."""
+    parts = []
+    for pid, one in item.parts.items():
+        path = None
+        if one.notebook is not None:
+            path = folder / f"{prefix}-{pid}.ipynb"
+            nbformat.write(one.notebook, str(path))
+        parts.append(JobPart(pid, path, one.sha256, one.source, one.note, one.rejected or "", one.missing))
+    return tuple(parts)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from .. import __version__
 from ..grading import scoring
-from ..model import (AssignmentRef, CellOutput, ExecutionResult, HandedInFiles, InjectedParameters, Platform, Report,
-                     SandboxInfo, SubmissionRef, TestResult)
+from ..model import (AssignmentRef, CellOutput, ExecutionResult, HandedInFiles, InjectedParameters, PartResult,
+                     Platform, Report, SandboxInfo, SubmissionRef, TestResult)
 from ..spec import Assignment
 
 
@@ -59,3 +59,17 @@ def missing(assignment: Assignment, submission: SubmissionRef, reason: str) -> R
 def failed(assignment: Assignment, submission: SubmissionRef, reason: str) -> Report:
     """The harness (not the notebook) failed: status ``error``."""
     return _report(assignment, submission, "error", reason=reason)
+
+
+def parts_not_run(report: Report, assignment: Assignment, why: dict[str, tuple[bool, str]]) -> None:
+    """A submission of several notebooks none of which could run: each part, and each
+    question, says why (``why``: part id -> (no notebook at all, reason))."""
+    report.parts = [PartResult(id=p.id, title=p.title, questions=list(p.questions),
+                               status="missing" if why.get(p.id, (True, ""))[0] else "rejected",
+                               reason=why.get(p.id, (True, ""))[1] or None) for p in assignment.parts]
+    for row in report.questions:
+        owner = assignment.part_of(row.id)
+        row.part = owner.id if owner is not None else ""
+        missing, reason = why.get(row.part, (True, ""))
+        if owner is not None and not row.manual:
+            row.status, row.message = ("missing" if missing else "not_graded"), reason

@@ -97,8 +97,11 @@ def make_executor(batch: "_Batch", options: BatchOptions) -> Executor:
         # the kernel environment is the same for every submission: found out once (~50 ms)
         environment = tuple(environment_differences(registry.make(options.backend), batch.assignment.torch))
         return LocalExecutor(batch.run_dir, options.workers, options.gpus if batch.assignment.gpu != "none" else [],
-                             batch.limits.hard_wall, batch.stopping, environment)
+                             batch.assignment.hard_wall(batch.limits), batch.stopping, environment)
     if options.executor == "ray":
+        if batch.assignment.parts:
+            raise ExecutorUnavailable("the Ray executor does not grade submissions of several notebooks "
+                                      "([[parts]]) yet; use --executor local")
         from .ray_executor import RayExecutor  # imports ray lazily: says how to install it when missing
         return RayExecutor(batch.assignment, batch.limits, options, batch.stopping)
     raise ExecutorUnavailable(f"unknown executor {options.executor!r}; choose from {', '.join(EXECUTORS)}")
@@ -170,7 +173,11 @@ class _Batch:
         """Grade ``item`` with the batch's executor; its report is in ``folder`` when this returns."""
         key = item.content_key[:16]
         nb_path = self.run_dir / f"{key}.ipynb"
-        nbformat.write(item.notebook, str(nb_path))
+        parts = intake.write_parts(item, self.run_dir, key)
+        if item.parts:
+            nb_path = next(p.notebook for p in parts if p.notebook is not None)
+        else:
+            nbformat.write(item.notebook, str(nb_path))
         files_dir = None
         if item.files:
             files_dir = self.run_dir / f"{key}-files"
@@ -181,7 +188,7 @@ class _Batch:
                   hidden=(self.out_dir, self.run_dir), secret=self.options.secret,
                   fingerprint=self.fingerprint_of(item), environment=self.executor.environment, files_dir=files_dir,
                   handed_in=item.handed_in, data={d.name: d.path for d in self.assignment.data},
-                  check_secrets=tuple(self.options.check_secrets))
+                  check_secrets=tuple(self.options.check_secrets), parts=tuple(parts), notes=tuple(item.notes))
         try:
             (folder / "report.json").unlink(missing_ok=True)
             if self.stopping.is_set():
@@ -231,10 +238,10 @@ def grade_batch(paths: list[str | Path], assignment: Assignment, out_dir: Path, 
     problems = data_problems(assignment)
     if problems:
         raise DataMissing(problems)
-    items = intake.collect(paths, assignment.id, assignment.files)
+    items = intake.collect(paths, assignment.id, assignment.files, assignment.parts)
     groups: dict[str, list[IntakeItem]] = {}
     for item in items:
-        if item.notebook is not None:
+        if item.gradable:
             groups.setdefault(item.content_key, []).append(item)
     batch = _Batch(assignment, out_dir, options)
     try:
@@ -249,9 +256,12 @@ def _grade_groups(batch: _Batch, items: list[IntakeItem], groups: dict[str, list
     results: list[Report] = []
     with BatchProgress(len(items), options.progress) as progress:
         for item in items:
-            if item.notebook is None:
+            if not item.gradable:
                 make = build.missing if item.missing else build.rejected
                 report = make(assignment, _ref(item), item.rejected)
+                if item.parts:
+                    build.parts_not_run(report, assignment, {pid: (one.missing, one.rejected or "")
+                                                             for pid, one in item.parts.items()})
                 write_all(report, out_dir / report.submission.id)
                 results.append(batch.finish(report, progress))
         try:

@@ -51,7 +51,7 @@ def run(source, submission_dir, results_dir):
     from ..spec import load
     from ..intake import files as handed_in
     from ..sandbox.cleanup import remove_tree
-    from .worker import grade
+    from .worker import grade, grade_parts
 
     source, submission_dir, results_dir = Path(source), Path(submission_dir), Path(results_dir)
     config = json.loads((source / CONFIG).read_text())
@@ -74,10 +74,13 @@ def run(source, submission_dir, results_dir):
         os.umask(0o077)
     print(f"gradekit {config.get('gradekit')}: grading {assignment.id} with the process sandbox, "
           f"mode {sandbox.mode}" + (f" (namespaces refused: {sandbox.why})" if sandbox.mode != "namespaces" else ""))
-    sub = intake.gradescope_submission(submission_dir, assignment.id, assignment.files)
+    sub = intake.gradescope_submission(submission_dir, assignment.id, assignment.files, assignment.parts)
     ref = SubmissionRef(id=sub.id, sha256=sub.sha256, submitter="submission", sources=[sub.source])
-    if sub.notebook is None:
+    if not sub.gradable:
         rep = (build.missing if sub.missing else build.rejected)(assignment, ref, sub.rejected)
+        if sub.parts:
+            build.parts_not_run(rep, assignment, {pid: (one.missing, one.rejected or "")
+                                                  for pid, one in sub.parts.items()})
     else:
         hidden = tuple(Path(p) for p in (source, results_dir, submission_dir))
         job_parent = Path(tempfile.mkdtemp(prefix="gk-gs-"))
@@ -87,9 +90,15 @@ def run(source, submission_dir, results_dir):
             if sub.files:
                 files_dir = job_parent / "files"
                 handed_in.write(sub.files, files_dir)
-            rep = grade(assignment, sub.notebook, submission=ref, sandbox=sandbox, job_root=job_parent / "job",
-                        limits=assignment.limits, hidden=hidden, secret=config.get("secret", ""),
-                        files_dir=files_dir, handed_in=sub.handed_in)
+            if sub.parts:  # several notebooks: one kernel each, one report
+                rep = grade_parts(assignment, intake.write_parts(sub, job_parent, "part"), submission=ref,
+                                  sandbox=sandbox, job_root=job_parent / "job", limits=assignment.limits,
+                                  hidden=hidden, secret=config.get("secret", ""), files_dir=files_dir,
+                                  handed_in=sub.handed_in, notes=tuple(sub.notes))
+            else:
+                rep = grade(assignment, sub.notebook, submission=ref, sandbox=sandbox, job_root=job_parent / "job",
+                            limits=assignment.limits, hidden=hidden, secret=config.get("secret", ""),
+                            files_dir=files_dir, handed_in=sub.handed_in)
         except Exception as exc:  # the harness failed, not the notebook: say so, score nothing
             import traceback
             traceback.print_exc()

@@ -107,7 +107,7 @@ def resource_warnings(assignment: Assignment, *, torch: bool) -> tuple[list[str]
     (MB) and time (s) it needs."""
     lim = assignment.limits
     memory = lim.memory_mb + (TRUSTED_OVERHEAD_TORCH_MB if torch else TRUSTED_OVERHEAD_MB)
-    seconds = int(lim.hard_wall)
+    seconds = int(assignment.hard_wall(lim))  # with [[parts]]: all their notebooks, and grading each
     warnings = []
     if memory > GRADESCOPE_MEMORY_MB:
         warnings.append(

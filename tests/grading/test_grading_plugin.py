@@ -9,7 +9,7 @@ import pytest
 
 from gradekit.grading.runner import run_graders
 from gradekit.grading.seeds import rng_seed
-from gradekit.spec import load
+from gradekit.spec import SpecError, load
 
 SPEC = """
 title = "plugin test"
@@ -103,6 +103,38 @@ def test_expected_values_only_in_visible_messages(assignment):
     r, _, _ = _run(assignment)
     assert "expected:" in r["test_q3_visible"].message and "2.5" in r["test_q3_visible"].message
     assert "expected:" not in r["test_q2_partial"].message and "relative error" in r["test_q2_partial"].message
+
+
+def test_a_test_nothing_says_anything_about_is_hidden(assignment):
+    """Issue 17.16: no marker, no question or [grading] visibility in the spec: hidden, so its
+    failure shows the student no detail (a plain assert's message may hold the answer)."""
+    r, _, _ = _run(assignment)
+    assert assignment.visibility == "hidden"
+    assert {r[n].visibility for n in ("test_q1_fixed", "test_q1_shares_rest_b", "test_q3_skipped")} == {"hidden"}
+    assert r["test_q1_shares_rest_b"].message == "this check failed"   # not pytest's "nope"
+    assert r["test_q2_partial"].visibility == "hidden" and r["test_q3_visible"].visibility == "visible"  # markers
+
+
+def test_visibility_comes_from_the_marker_then_the_question_then_the_spec(tmp_path):
+    def course(spec: str):
+        (tmp_path / "assignments" / "t").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "assignments" / "t" / "assignment.toml").write_text(spec)
+        (tmp_path / "graders" / "t").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "graders" / "t" / "test_t.py").write_text(textwrap.dedent(GRADERS))
+        return load("t", tmp_path)
+
+    with_q1 = SPEC.replace('id = "q1"\n', 'id = "q1"\nvisibility = "visible"\n', 1)
+    a = course(with_q1 + '\n[grading]\nvisibility = "after_due_date"\n')
+    assert a.visibility == "after_due_date" and a.question("q1").visibility == "visible"
+    r, _, _ = _run(a)
+    assert r["test_q1_shares_rest_b"].visibility == "visible" and "nope" in r["test_q1_shares_rest_b"].message
+    assert r["test_q2_partial"].visibility == "hidden"           # the marker wins over the spec
+    assert r["test_q3_visible"].visibility == "visible"
+    assert r["test_q3_skipped"].visibility == "after_due_date"   # the spec's default
+    with pytest.raises(SpecError, match=r"\[grading\] visibility must be one of visible, hidden"):
+        course(SPEC + '\n[grading]\nvisibility = "public"\n')
+    with pytest.raises(SpecError, match=r"question 'q1' visibility must be one of visible, hidden"):
+        course(SPEC.replace('id = "q1"\n', 'id = "q1"\nvisibility = "shown"\n', 1))
 
 
 def test_skipped_is_not_passed_and_grader_bugs_go_to_staff(assignment):

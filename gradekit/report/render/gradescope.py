@@ -26,7 +26,8 @@ def _question_test(q: QuestionResult, tests: list[TestResult]) -> dict:
         word = "Partly passed" if q.status == "partial" else "Failed"
         detail = code_block(q.message) if q.message else "The details of this question's hidden checks are not shown."
         output = f"{word} ({pts}):\n\n{detail}"
-    visibility = max((t.visibility for t in tests), key=lambda v: GUARD.index(v) if v in GUARD else len(GUARD))
+    visibility = max((t.visibility for t in tests), key=lambda v: GUARD.index(v) if v in GUARD else len(GUARD),
+                     default="visible")
     return {"name": f"{q.id}: {q.title}", "number": q.id, "score": q.points_earned, "max_score": q.points_possible,
             "status": "passed" if q.status == "passed" else "failed", "visibility": visibility, "output": output,
             "execution_time": round(sum(t.duration for t in tests), 4)}
@@ -54,6 +55,6 @@ def to_gradescope(report: Report) -> dict:
         out["output"] = "\n\n".join(messages)
     for q in report.questions:
         mine = [t for t in report.tests if t.question == q.id]
-        if not q.manual and mine:
+        if not q.manual and (mine or q.part):  # a part's question without tests: its notebook is missing
             out["tests"].append(_question_test(q, mine))
     return out

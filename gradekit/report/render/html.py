@@ -32,8 +32,8 @@ _environment().get_template("feedback.html.j2")  # compiled once per process (th
 
 
 def to_html(report: Report) -> str:
-    ex = report.execution
-    bad_cells = [c for c in (ex.cells if ex else []) if c.status != "ok"]
+    runs = [p.execution for p in report.parts] if report.parts else [report.execution]
+    bad_cells = [c for ex in runs for c in (ex.cells if ex else []) if c.status != "ok"]
     return _environment().get_template("feedback.html.j2").render(
         r=report, bad_cells=bad_cells, manual=[q for q in report.questions if q.manual],
         shown=[q for q in report.questions if q.outputs],

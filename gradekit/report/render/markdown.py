@@ -58,10 +58,18 @@ def to_markdown(report: Report) -> str:
         if ex is not None and ex.message:
             lines += [f"**While running your notebook:** {md_text(ex.message)}", ""]
         lines += [f"*Note:* {md_text(n)}" for n in report.notes] + ([""] if report.notes else [])
-    lines += ["| question | points | status |", "|---|---|---|"]
-    for q in report.questions:
-        lines.append(f"| {md_text(q.id)}: {md_text(q.title)} | {_points(q)} | {q.status.replace('_', ' ')} |")
-    lines.append("")
+    if report.parts:  # several notebooks: each part's questions under its title
+        for part in report.parts:
+            lines += [f"## {md_text(part.title)}", ""]
+            if part.source:
+                lines += [f"Notebook: {md_text(part.source)}", ""]
+            if part.reason:
+                lines += [f"**{'Not graded' if part.status != 'graded' else 'Summary'}:** {md_text(part.reason)}", ""]
+            if part.execution is not None and part.execution.message:
+                lines += [f"**While running this notebook:** {md_text(part.execution.message)}", ""]
+            lines += _question_table([q for q in report.questions if q.part == part.id])
+    else:
+        lines += _question_table(report.questions)
     failed = [q for q in report.questions if q.status in ("failed", "partial")]
     if failed:
         lines += ["## What to look at", ""]
@@ -78,17 +86,33 @@ def to_markdown(report: Report) -> str:
                 if out.text:
                     lines += ["", code_block(out.text, lines=20), ""]
         lines.append("")
-    ex = report.execution
+    runs = ([(f" ({md_text(p.title)})", p.execution) for p in report.parts] if report.parts
+            else [("", report.execution)])
+    for title, ex in runs:
+        lines += _bad_cells(ex, title)
+    manual = manual_line(report)
+    if manual:
+        lines += [manual, ""]
+    return "\n".join(lines)
+
+
+def _question_table(questions) -> list[str]:
+    lines = ["| question | points | status |", "|---|---|---|"]
+    for q in questions:
+        lines.append(f"| {md_text(q.id)}: {md_text(q.title)} | {_points(q)} | {q.status.replace('_', ' ')} |")
+    lines.append("")
+    return lines
+
+
+def _bad_cells(ex, title: str = "") -> list[str]:
+    lines: list[str] = []
     bad = [c for c in (ex.cells if ex else []) if c.status != "ok"]
     if bad:
-        lines += ["## Cells that did not run cleanly", ""]
+        lines += [f"## Cells that did not run cleanly{title}", ""]
         for c in bad[:CELL_ROWS]:
             lines.append(f"- code cell {c.number or c.index + 1} ({md_text(c.source_head, 80)}): "
                          f"{c.status}: {md_text(c.error or '')}")
         if len(bad) > CELL_ROWS:
             lines.append(f"- … and {len(bad) - CELL_ROWS} more")
         lines.append("")
-    manual = manual_line(report)
-    if manual:
-        lines += [manual, ""]
-    return "\n".join(lines)
+    return lines
