@@ -2,18 +2,21 @@
 it cannot be graded. Nothing here executes or imports anything from a submission."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import io
 import json
+import os
+from pathlib import Path
 
 import nbformat
-
-from pathlib import Path
 
 from ..model import HandedInFiles, JobPart
 
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024      # one notebook, as stored
+MAX_BATCH_NOTEBOOK_BYTES = 4 * 1024 * 1024 * 1024  # a batch's distinct notebooks together (spooled on disk)
 SUPPORTED_NBFORMAT = 4
 
 
@@ -35,11 +38,22 @@ class IntakeItem:
     parts: dict[str, "IntakeItem"] = dataclasses.field(default_factory=dict)
     note: str = ""                    # a part's notebook: how it was recognised, when not by its name
     notes: list[str] = dataclasses.field(default_factory=list)  # for the student: notebooks not graded, and why
+    spooled: Path | None = None       # under :func:`spooling`: the validated bytes on disk, ``notebook`` None
+
+    @property
+    def has_notebook(self) -> bool:
+        return self.notebook is not None or self.spooled is not None
 
     @property
     def gradable(self) -> bool:
         """There is a notebook to run: this one, or at least one part's."""
-        return self.notebook is not None or any(p.notebook is not None for p in self.parts.values())
+        return self.has_notebook or any(p.has_notebook for p in self.parts.values())
+
+    def load(self) -> nbformat.NotebookNode | None:
+        """The notebook, read from the spool when it was put there (a fresh copy each time)."""
+        if self.notebook is not None or self.spooled is None:
+            return self.notebook
+        return nbformat.read(str(self.spooled), as_version=SUPPORTED_NBFORMAT)
 
     @property
     def content_key(self) -> str:
@@ -52,6 +66,48 @@ class IntakeItem:
         """The content key: the notebook's hash shortened (the source's for rejects)."""
         key = self.sha256 or hashlib.sha256(self.source.encode()).hexdigest()
         return key[:16]
+
+
+@dataclasses.dataclass
+class _Spool:
+    folder: Path
+    budget: int
+    used: int = 0
+
+
+_SPOOL: contextvars.ContextVar[_Spool | None] = contextvars.ContextVar("gradekit_intake_spool", default=None)
+
+
+@contextlib.contextmanager
+def spooling(folder: Path, budget: int = MAX_BATCH_NOTEBOOK_BYTES):
+    """Within this block, every notebook intake accepts is kept on disk in ``folder`` (one
+    file per distinct content), not in memory: a batch of hundreds of large notebooks holds
+    one at a time (issue 17.13). ``budget``: the distinct notebooks' bytes together, for the
+    whole batch; past it, notebooks are refused with the reason."""
+    folder.mkdir(parents=True, exist_ok=True)
+    token = _SPOOL.set(_Spool(folder, budget))
+    try:
+        yield folder
+    finally:
+        _SPOOL.reset(token)
+
+
+def _spooled(item: IntakeItem, data: bytes) -> IntakeItem:
+    spool = _SPOOL.get()
+    if spool is None:
+        return item
+    path = spool.folder / f"{item.sha256}.ipynb"
+    if not path.exists():  # identical notebooks (any number of zips) cost their bytes once
+        if spool.used + len(data) > spool.budget:
+            return IntakeItem(source=item.source, sha256=item.sha256, rejected=(
+                f"the batch's notebooks together are over the intake's limit of {spool.budget:,} bytes; "
+                "this one was not read (grade the class in smaller batches)"))
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        spool.used += len(data)
+    item.notebook, item.spooled = None, path
+    return item
 
 
 def _reject(source: str, data: bytes | None, reason: str) -> IntakeItem:
@@ -85,7 +141,7 @@ def load_bytes(source: str, data: bytes, *, max_bytes: int = MAX_NOTEBOOK_BYTES)
         return _reject(source, data, "the notebook has no code to run (no non-empty code cells)")
     if nb.metadata.get("kernelspec", {}).get("language", "python") not in ("python", ""):
         return _reject(source, data, "the notebook's kernel is not Python")
-    return IntakeItem(source=source, sha256=hashlib.sha256(data).hexdigest(), notebook=nb)
+    return _spooled(IntakeItem(source=source, sha256=hashlib.sha256(data).hexdigest(), notebook=nb), data)
 
 
 def notebook_bytes(nb: nbformat.NotebookNode) -> bytes:
@@ -100,8 +156,8 @@ def write_parts(item: IntakeItem, folder: Path, prefix: str) -> tuple[JobPart, .
     parts = []
     for pid, one in item.parts.items():
         path = None
-        if one.notebook is not None:
+        if one.has_notebook:
             path = folder / f"{prefix}-{pid}.ipynb"
-            nbformat.write(one.notebook, str(path))
+            nbformat.write(one.load(), str(path))
         parts.append(JobPart(pid, path, one.sha256, one.source, one.note, one.rejected or "", one.missing))
     return tuple(parts)

@@ -127,3 +127,55 @@ def test_a_deep_submitter_folder_is_not_walked_to_the_bottom(tmp_path):
     items = {i.submitter: i for i in intake.collect([tmp_path / "class"])}
     assert items["alice"].notebook is not None
     assert items["mallory"].missing  # its notebook is below the depth gradekit looks at
+
+
+def _big_nb(tag: int, size: int = 2 * 1024 * 1024) -> bytes:
+    """A notebook of about ``size`` bytes (one long string in a cell's outputs), distinct per tag."""
+    nb = new_notebook()
+    cell = new_code_cell(f"x = {tag}")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=[f"{tag} " + "y" * 79 + "\n"] * (size // 80))]
+    nb.cells = [cell]
+    return nbformat.writes(nb).encode()
+
+
+def _class_of_zips(folder, distinct: int, copies: int):
+    """``copies`` zips each holding the same big notebook, and ``distinct`` zips of others."""
+    folder.mkdir()
+    same = _big_nb(0)
+    for k in range(copies):
+        with zipfile.ZipFile(folder / f"copy{k}.zip", "w") as z:
+            z.writestr(f"student{k}/hw.ipynb", same)
+    for k in range(1, distinct + 1):
+        with zipfile.ZipFile(folder / f"own{k}.zip", "w") as z:
+            z.writestr(f"other{k}/hw.ipynb", _big_nb(k))
+    return same
+
+
+def test_a_batch_keeps_its_notebooks_on_disk_not_in_memory(tmp_path):
+    """Issue 17.13: under `spooling` (what grade_batch does) each accepted notebook is kept as
+    one file per distinct content and dropped from memory as soon as it is validated."""
+    import tracemalloc
+    same = _class_of_zips(tmp_path / "class", distinct=5, copies=20)
+    tracemalloc.start()
+    held = intake.collect([tmp_path / "class"])
+    _, peak_held = tracemalloc.get_traced_memory()
+    del held
+    tracemalloc.reset_peak()
+    with intake.spooling(tmp_path / "spool"):
+        items = intake.collect([tmp_path / "class"])
+    _, peak_spooled = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(items) == 25 and all(i.gradable and i.notebook is None for i in items)
+    assert len(list((tmp_path / "spool").glob("*.ipynb"))) == 6     # the 20 copies: one file
+    assert items[0].load().cells[0].source == "x = 0" and items[0].spooled.read_bytes() == same
+    assert peak_spooled < peak_held / 3, (peak_spooled, peak_held)  # one notebook at a time, not 6 of them
+
+
+def test_the_intake_budget_is_the_batchs_and_copies_cost_nothing_more(tmp_path):
+    same = _class_of_zips(tmp_path / "class", distinct=3, copies=10)
+    with intake.spooling(tmp_path / "spool", budget=len(same) * 2 + 100):  # room for two distinct notebooks
+        items = intake.collect([tmp_path / "class"])
+    refused = [i for i in items if not i.gradable]
+    assert len(items) == 13 and len(refused) == 2, [i.rejected for i in items]
+    assert all("over the intake's limit" in i.rejected and "smaller batches" in i.rejected for i in refused)
+    assert all(i.gradable for i in items if i.source.startswith("copy"))   # the ten copies: one file's bytes
