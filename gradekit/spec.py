@@ -145,6 +145,11 @@ class Part:
         """``file_name`` (the last component only) matches the pattern, case-insensitively."""
         return fnmatch.fnmatchcase(PurePosixPath(file_name).name.lower(), self.pattern.lower())
 
+    @property
+    def missing_reason(self) -> str:
+        """What the student reads when no notebook for this part was handed in."""
+        return f"no notebook for {self.title} found (expected a file named like `{self.pattern}`)"
+
 
 @dataclasses.dataclass(frozen=True)
 class Assignment:

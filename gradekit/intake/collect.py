@@ -46,35 +46,33 @@ def _ignored(parts: Iterable[str]) -> bool:
     return any(p.startswith(".") or p in _IGNORED for p in parts)
 
 
-def _assignment_of(data: bytes) -> str | None:
+def _gradekit_metadata(data: bytes) -> dict:
+    """A notebook's ``metadata.gradekit`` table, {} when it has none or cannot be read (not
+    JSON, not UTF-8, nested past the parser's depth: the notebook's own check says why)."""
     try:
         meta = json.loads(data.decode("utf-8")).get("metadata", {})
-        gk = meta.get("gradekit") if isinstance(meta, dict) else None
-        return gk.get("assignment") if isinstance(gk, dict) else None
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        return None
+    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
+        return {}
+    gk = meta.get("gradekit") if isinstance(meta, dict) else None
+    return gk if isinstance(gk, dict) else {}
+
+
+def _assignment_of(data: bytes) -> str | None:
+    return _gradekit_metadata(data).get("assignment")
 
 
 def _part_of(data: bytes, assignment_id: str | None) -> str | None:
     """The part a notebook's metadata names (``metadata.gradekit.part``), when its assignment
     (if it names one) is this one."""
-    try:
-        meta = json.loads(data.decode("utf-8")).get("metadata", {})
-        gk = meta.get("gradekit") if isinstance(meta, dict) else None
-        if not isinstance(gk, dict) or not isinstance(gk.get("part"), str):
-            return None
-        named = gk.get("assignment")
-        return gk["part"] if named is None or assignment_id is None or named == assignment_id else None
-    except (ValueError, AttributeError, UnicodeDecodeError):
+    gk = _gradekit_metadata(data)
+    if not isinstance(gk.get("part"), str):
         return None
+    named = gk.get("assignment")
+    return gk["part"] if named is None or assignment_id is None or named == assignment_id else None
 
 
 def _names(names: list[str]) -> str:
     return ", ".join(f"`{handed_in.shown(n)}`" for n in names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-
-
-def missing_part_reason(part: Part) -> str:
-    return f"no notebook for {part.title} found (expected a file named like `{part.pattern}`)"
 
 
 def match_parts(notebooks: list[str], read, assignment_id: str | None,
@@ -127,7 +125,7 @@ def match_parts(notebooks: list[str], read, assignment_id: str | None,
             notes.append(f"{_names(names)} were not graded: each is marked as {p.title} in its metadata, and only "
                          f"one notebook per part is graded (name it like `{p.pattern}`)")
         if p.id not in found:
-            found[p.id] = (None, "", missing_part_reason(p))
+            found[p.id] = (None, "", p.missing_reason)
     return found, notes
 
 
@@ -139,7 +137,7 @@ def parts_item(source: str, submitter: str, found: dict[str, tuple[str | None, s
         name, note, why = found[p.id]
         if name is None:
             items[p.id] = IntakeItem(source="", sha256="", submitter=submitter, rejected=why,
-                                     missing=why == missing_part_reason(p))
+                                     missing=why == p.missing_reason)
             continue
         one = load(name)
         one.submitter, one.note = submitter, note

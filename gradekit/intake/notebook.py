@@ -125,6 +125,8 @@ def load_bytes(source: str, data: bytes, *, max_bytes: int = MAX_NOTEBOOK_BYTES)
         return _reject(source, data, "the file is not text (UTF-8): it is not a Jupyter notebook")
     except json.JSONDecodeError as exc:
         return _reject(source, data, f"the file is not valid JSON, so not a notebook ({exc.msg}, line {exc.lineno})")
+    except RecursionError:  # a hostile file of nested brackets: Python's parser gives up, and so do we
+        return _reject(source, data, "the file's JSON is nested too deeply to be a notebook")
     if not isinstance(raw, dict) or "cells" not in raw:
         return _reject(source, data, "the JSON has no 'cells': it is not a Jupyter notebook")
     major = raw.get("nbformat")

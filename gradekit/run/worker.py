@@ -153,10 +153,8 @@ def grade_parts(assignment: Assignment, parts: tuple[JobPart, ...], *, submissio
     reports: dict[str, Report] = {}
     results: list[PartResult] = []
     unrun: dict[str, tuple[str, str]] = {}  # part id -> (question status, why)
-    loaded: dict[str, nbformat.NotebookNode] = {}
     for part in assignment.parts:
-        jp = found.get(part.id) or JobPart(part.id, reason=f"no notebook for {part.title} found "
-                                           f"(expected a file named like `{part.pattern}`)")
+        jp = found.get(part.id) or JobPart(part.id, reason=part.missing_reason)
         result = PartResult(id=part.id, title=part.title, status="graded", questions=list(part.questions),
                             source=jp.source, sha256=jp.sha256, note=jp.note)
         results.append(result)
@@ -173,7 +171,7 @@ def grade_parts(assignment: Assignment, parts: tuple[JobPart, ...], *, submissio
             continue
         mine = limits.replace(total_timeout=min(limits.total_timeout, left))
         result.time_limit = mine.total_timeout
-        nb = loaded.setdefault(part.id, nbformat.read(str(jp.notebook), as_version=4))
+        nb = nbformat.read(str(jp.notebook), as_version=4)
         ref = SubmissionRef(id=f"{submission.id}-{part.id}", sha256=jp.sha256, submitter=submission.submitter,
                             sources=[jp.source])
         one = grade(assignment, nb, submission=ref, sandbox=sandbox, job_root=job_root / part.id, limits=mine,

@@ -40,6 +40,7 @@ def test_valid_notebook_is_accepted_and_keyed_by_content(tmp_path):
     (json.dumps({"hello": 1}).encode(), "no 'cells'"),
     (json.dumps({"cells": [{"cell_type": "code"}], "nbformat": 4, "nbformat_minor": 5, "metadata": {}}).encode(), "schema"),
     (nbformat.writes(new_notebook()).encode(), "no code"),
+    (b'{"cells": [], "metadata": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", "nested too deeply"),
 ])
 def test_bad_notebooks_are_rejected_with_a_reason(tmp_path, data, reason):
     (tmp_path / "x.ipynb").write_bytes(data)
@@ -179,3 +180,19 @@ def test_the_intake_budget_is_the_batchs_and_copies_cost_nothing_more(tmp_path):
     assert len(items) == 13 and len(refused) == 2, [i.rejected for i in items]
     assert all("over the intake's limit" in i.rejected and "smaller batches" in i.rejected for i in refused)
     assert all(i.gradable for i in items if i.source.startswith("copy"))   # the ten copies: one file's bytes
+
+
+def test_a_notebook_nested_past_the_parser_is_refused_in_parts_and_among_several_too(tmp_path):
+    """Its metadata cannot be read either: the other notebook is graded, nothing raises."""
+    from gradekit.spec import Part
+    deep = b'{"cells": [], "metadata": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    alice = tmp_path / "class" / "alice"
+    alice.mkdir(parents=True)
+    (alice / "deep_p1.ipynb").write_bytes(deep)
+    (alice / "mine_p2.ipynb").write_bytes(_nb())
+    parts = (Part("p1", "Problem 1", "*_p1.ipynb", ("q1",), tmp_path), Part("p2", "Problem 2", "*_p2.ipynb", ("q2",), tmp_path))
+    item = intake.collect([tmp_path / "class"], "a", None, parts)[0]
+    assert item.gradable and "nested too deeply" in item.parts["p1"].rejected and item.parts["p2"].has_notebook
+    (alice / "deep_p1.ipynb").rename(alice / "other.ipynb")
+    item = intake.collect([tmp_path / "class"], "a")[0]    # two notebooks, neither says which
+    assert not item.gradable and "2 notebooks" in item.rejected
