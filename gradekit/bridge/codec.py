@@ -54,7 +54,7 @@ def _npy(a: np.ndarray) -> str:
     if a.dtype.hasobject:
         raise TypeError("object arrays cannot cross the bridge")
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    np.save(buf, np.asarray(a, order="C"), allow_pickle=False)  # ascontiguousarray makes a 0-d array 1-d
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 

@@ -195,6 +195,21 @@ class Captured:
 
 
 @dataclasses.dataclass(frozen=True)
+class SampledWeight:
+    """One entry of a model's ``state_dict()``: its shape and its elements at
+    ``sample_positions(size, fractions)`` of the flattened entry."""
+    shape: tuple[int, ...]
+    values: np.ndarray
+
+
+def sample_positions(size: int, fractions: np.ndarray) -> np.ndarray:
+    """The flat positions a sample of ``fractions`` (floats in [0, 1)) reads in an entry of
+    ``size`` elements: ``floor(fraction * size)``, in float64 as the kernel computes them."""
+    at = (np.asarray(fractions, dtype=np.float64) * size).astype(np.int64)
+    return np.minimum(at, max(size - 1, 0)) if size else at[:0]
+
+
+@dataclasses.dataclass(frozen=True)
 class ParamGroup:
     """One parameter group: its plain hyper-parameters (``lr``, ``betas``, ``weight_decay``, ...),
     how many parameters and elements it holds, and which of the model's parameters (by name,
@@ -384,10 +399,62 @@ class ModelView:
         return {name: Captured(_join([p[0] for p in ps], name, self.shown), _join([p[1] for p in ps], name, self.shown))
                 for name, ps in parts.items()}
 
+    def gradients(self, x, cotangent, *, mode: str = "eval") -> dict[str, np.ndarray | None]:
+        """The gradient of ``sum(cotangent * model(x))`` with respect to each trainable
+        parameter (a vector-Jacobian product: the grader picks ``cotangent``, of the output's
+        shape), from one forward and backward pass in ``mode``; None for a parameter the
+        output does not depend on. The model's ``.grad``, modes, buffers and random state are
+        as they were afterwards. One batch (at most ``max_batch`` inputs)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        x, v = np.asarray(x), np.asarray(cotangent, dtype=np.float64)
+        if x.ndim == 0 or not 1 <= len(x) <= SHIM_LIMITS["max_batch"]:
+            raise ValueError(f"one batch of 1 to {SHIM_LIMITS['max_batch']} inputs, please")
+        value = self._request("torch.gradients", (as_torch(x), as_torch(v), mode),
+                              f"taking the gradients of {self.shown} on a batch of {len(x)} inputs")
+
+        def read(got):
+            if not isinstance(got, dict):
+                _bad("the gradients are not a dict")
+            out = {}
+            for k, g in got.items():
+                _str(k, "a parameter name")
+                if g is not None and not (isinstance(g, np.ndarray) and np.issubdtype(g.dtype, np.floating)):
+                    _bad(f"the gradient of `{k}` is not a float array")
+                out[k] = None if g is None else _array(g)
+            return out
+        return _checked(read)(value)
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """The model's ``state_dict()`` as arrays (float16/bfloat16 as float32)."""
         value = self._request("torch.state_dict", (), f"reading the weights of {self.shown}")
         return _checked(lambda v: {k: _array(a) for k, a in _arrays(v, "the state_dict").items()})(value)
+
+    def sampled_state_dict(self, fractions) -> dict[str, SampledWeight]:
+        """Each ``state_dict()`` entry's shape and its elements at the positions the grader's
+        ``fractions`` (floats in [0, 1)) pick: comparing a large model (AlexNet's 61 M weights)
+        with another without moving every weight across the bridge."""
+        fractions = np.asarray(fractions, dtype=np.float64).reshape(-1)
+        if len(fractions) == 0 or len(fractions) > SHIM_LIMITS["max_batch"] * 64 or not (
+                np.all(fractions >= 0) and np.all(fractions < 1)):
+            raise ValueError(f"between 1 and {SHIM_LIMITS['max_batch'] * 64} fractions in [0, 1), please")
+        value = self._request("torch.state_dict", (fractions,), f"reading a sample of the weights of {self.shown}")
+
+        def read(v):
+            if not isinstance(v, dict):
+                _bad("the sampled state_dict is not a dict")
+            out = {}
+            for k, entry in v.items():
+                r = _record(entry, ("shape", "values"), f"the sample of `{_str(k, 'a weight name')}`")
+                shape = _shape(r["shape"], "a weight's shape")
+                if shape is None:
+                    _bad(f"the sample of `{k}` has no shape")
+                values, size = r["values"], int(np.prod(shape))
+                if not (isinstance(values, np.ndarray) and values.shape == (len(fractions) if size else 0,)):
+                    _bad(f"the sample of `{k}` is not one value per position")
+                out[k] = SampledWeight(shape, _array(values))
+            return out
+        return _checked(read)(value)
 
     def load_state_dict(self, arrays: dict, strict: bool = True) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """``model.load_state_dict(arrays, strict=strict)`` in the kernel (arrays or CPU tensors);

@@ -77,7 +77,7 @@ def _gradekit_request(_request_json, limits, torch_op=None):
 
     def npy(a):
         buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+        np.save(buf, np.asarray(a, order="C"), allow_pickle=False)  # ascontiguousarray makes a 0-d array 1-d
         return base64.b64encode(buf.getvalue()).decode("ascii")
 
     def decode(x):

@@ -186,8 +186,48 @@ def _gradekit_torch_op(op, target, args, kwargs, ctx):
                 raise GradekitRefusal(f"the layer `{n}` of your model did not run in forward")
         return captured
 
-    if op == "torch.state_dict":
-        return {str(k): v for k, v in module(target, shown).state_dict().items()}
+    if op == "torch.state_dict":  # args: () for every weight, or (fractions,) for a sample of each
+        weights = module(target, shown).state_dict()
+        if not args:
+            return {str(k): v for k, v in weights.items()}
+        fractions = torch.as_tensor(args[0], dtype=torch.float64)
+        out = {}
+        for k, v in weights.items():  # positions as bridge.models.sample_positions computes them
+            flat = v.detach().reshape(-1)
+            at = (fractions * flat.numel()).long().clamp(max=max(flat.numel() - 1, 0))
+            out[str(k)] = {"shape": list(v.shape), "values": flat[at.to(flat.device)] if flat.numel() else flat}
+        return out
+
+    if op == "torch.gradients":  # args: (x, cotangent, mode): d sum(cotangent * model(x)) / d parameter
+        model, x, v, mode = module(target, shown), args[0], args[1], args[2]
+        if mode not in ("eval", "train"):
+            raise GradekitRefusal(f"unknown mode {mode!r}")
+        if isinstance(x, torch.Tensor) and x.dim() and x.shape[0] > limits["max_batch"]:
+            raise GradekitRefusal(f"a batch of more than {limits['max_batch']} inputs")
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        kept = [(p, p.grad) for _, p in params]
+        flags = [(m, m.training) for m in model.modules()]
+        saved = [(b, b.detach().clone()) for b in model.buffers()] if mode == "train" else []
+        try:
+            model.train(mode == "train")
+            for _, p in params:
+                p.grad = None
+            with torch.enable_grad(), torch.random.fork_rng(devices=[]):
+                out = model(to_model(x, model))
+                if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(v.shape):
+                    raise GradekitRefusal(f"{shown} returned {tuple(getattr(out, 'shape', ())) or type(out).__name__} "
+                                          f"where the grader expected a tensor of shape {tuple(v.shape)}")
+                if out.requires_grad:
+                    (out * v.to(device=out.device, dtype=out.dtype)).sum().backward()
+            return {n: (None if p.grad is None else p.grad.detach().clone()) for n, p in params}
+        finally:
+            for p, g in kept:
+                p.grad = g
+            for m, flag in flags:
+                m.training = flag
+            with torch.no_grad():
+                for b, value in saved:
+                    b.copy_(value)
 
     if op == "torch.load_state_dict":  # args: (dict of tensors, strict)
         result = module(target, shown).load_state_dict(args[0], strict=bool(args[1]))

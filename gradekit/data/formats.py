@@ -21,11 +21,18 @@ Each format is a name an assignment spec uses (``format = "tiny-imagenet"``):
 ``torch-weights``
     A ``TORCH_HOME``: ``<root>/hub/checkpoints/<file>.pth``, where torchvision looks for
     downloaded weights (file names in :mod:`gradekit.data.weights`).
+``oxford5k``
+    Oxford Buildings as its two archives unpack: ``jpg/`` and ``gt_files/`` (reader and
+    layout: :mod:`gradekit.data.oxford5k`).
+``npy-features``
+    Precomputed descriptors: ``database.txt``, ``queries.txt`` (row names) and
+    ``<model>/{database,queries}.npy`` (reader and layout: :mod:`gradekit.data.features`).
 
 Loaders return paths as ``str`` (as torchvision does) and images as numpy arrays.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import zipfile
@@ -34,7 +41,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-FORMATS = ("tiny-imagenet", "omniglot", "image-folder", "torch-weights", "oxford5k")
+FORMATS = ("tiny-imagenet", "omniglot", "image-folder", "torch-weights", "oxford5k", "npy-features")
 
 # torchvision.datasets.folder.IMG_EXTENSIONS, copied so that reading needs no torch
 # (a test keeps the two equal).
@@ -239,7 +246,8 @@ def check(format: str, root: str | os.PathLike, *, decode: int | None = 3) -> li
         _escaping_links(path, say)
         checks = {"tiny-imagenet": _check_tiny, "omniglot": _check_omniglot,
                   "image-folder": _check_folder, "torch-weights": _check_weights,
-                  "oxford5k": _check_oxford5k}
+                  "oxford5k": _check_by_reader(".oxford5k", "read_oxford5k"),
+                  "npy-features": _check_by_reader(".features", "read_npy_features")}
         try:
             checks[format](path, say, decode)
         except OSError as e:  # e.g. a folder without read permission: a finding, not a crash
@@ -462,16 +470,19 @@ def _check_weights(root: str, say: _Problems, decode: int | None) -> None:
                 "truncated or another format)")
 
 
-def _check_oxford5k(root: str, say: _Problems, decode: int | None) -> None:
-    """The Oxford 5k layout (images/, gt/ lists), read by the loader itself: one problem a line."""
-    from .oxford5k import read_oxford5k  # it imports this module: no import at the top
-    try:
-        read_oxford5k(root)
-    except FileNotFoundError as e:
-        say(str(e).split(": ", 1)[-1])
-    except ValueError as e:
-        for line in str(e).splitlines()[1:]:
-            say(line.strip().removeprefix("- "))
+def _check_by_reader(module: str, reader: str):
+    """A format whose own reader validates it (Oxford 5k, npy-features): its problems, one a
+    line ("- ..." after a first line). Imported when used: those modules import this one."""
+    def check(root: str, say: _Problems, decode: int | None) -> None:
+        read = getattr(importlib.import_module(module, __package__), reader)
+        try:
+            read(root)
+        except FileNotFoundError as e:
+            say(str(e).split(": ", 1)[-1])
+        except ValueError as e:
+            for line in str(e).splitlines()[1:]:
+                say(line.strip().removeprefix("- "))
+    return check
 
 
 def _looks_like_torch_save(path: str) -> bool:

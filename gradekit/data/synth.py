@@ -44,7 +44,9 @@ def synthesize(format: str, root: str | os.PathLike, *, seed: int = 0, **size) -
     [("background", "evaluation")]; image-folder: classes [3], per_class [12], size [64],
     ext ["jpg"]; torch-weights: archs [("resnet18",)], the smallest of weights.ARCHS;
     oxford5k: landmarks [3] (at most 11, the real names), queries [5] a landmark,
-    per_landmark [10] images, distractors [10], size [64].
+    per_landmark [10] images, distractors [10], size [64]; npy-features: models [("trained",)],
+    dim [32], and the oxford5k sizes above (landmarks, queries, per_landmark, distractors),
+    whose names its rows take.
     """
     writer = _WRITERS[known_format(format)]
     root = Path(os.path.expanduser(os.fspath(root)))
@@ -240,6 +242,15 @@ def _oxford5k(root: Path, rng, seed, *, landmarks=3, queries=5, per_landmark=10,
     return {"landmarks": len(d.landmarks), "queries": len(d.queries), "images": len(d.image_names)}
 
 
-_WRITERS = {"tiny-imagenet": _tiny_imagenet, "omniglot": _omniglot,
-            "image-folder": _image_folder, "torch-weights": _torch_weights, "oxford5k": _oxford5k}
+def _npy_features(root: Path, rng, seed, *, models=("trained",), dim=32, landmarks=3, queries=5, per_landmark=10,
+                 distractors=10):
+    from .features import write_synthetic_npy_features
+    d = write_synthetic_npy_features(root, models=tuple(models), dim=dim, num_landmarks=landmarks,
+                                     queries_per_landmark=queries, images_per_landmark=per_landmark,
+                                     distractors=distractors, seed=seed)
+    return {"models": len(d.models), "images": len(d.database_names), "queries": len(d.query_names)}
+
+
+_WRITERS = {"tiny-imagenet": _tiny_imagenet, "omniglot": _omniglot, "image-folder": _image_folder,
+            "torch-weights": _torch_weights, "oxford5k": _oxford5k, "npy-features": _npy_features}
 assert set(_WRITERS) == set(FORMATS)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from support import kernel_submission
-from gradekit.bridge.models import accuracy, predict
+from gradekit.bridge.models import accuracy, predict, sample_positions
 from gradekit.bridge.protocol import BridgeDecodeError, StudentError
 from gradekit.bridge.values import Handle, as_torch
 
@@ -103,6 +103,9 @@ def sched_state():
     s = sched_opt.state[sched_model.weight]["momentum_buffer"]
     return (sched.last_epoch, sched._step_count, list(sched.get_last_lr()),
             [g["lr"] for g in sched_opt.param_groups], s.clone().numpy())
+
+def grads_of(name):
+    return [None if p.grad is None else p.grad.clone() for p in globals()[name].parameters()]
 
 def train_step(model, opt, x, y):
     opt.zero_grad()
@@ -279,6 +282,48 @@ def test_state_dict_round_trip_and_wrong_shapes(submission):
     with pytest.raises(StudentError, match="Missing key"):
         view.load_state_dict({"weight": np.zeros((3, 4))})
     assert view.load_state_dict({"weight": np.zeros((3, 4)), "extra": np.zeros(1)}, strict=False) == (("bias",), ("extra",))
+
+
+def test_a_sample_of_the_weights_reads_the_positions_the_grader_computes(submission):
+    view = submission.model("net")
+    full = view.state_dict()
+    fractions = np.random.default_rng(3).random(50)
+    sample = view.sampled_state_dict(fractions)
+    assert list(sample) == list(full)   # every entry, BatchNorm's counter (a 0-d tensor) included
+    assert full["bn1.num_batches_tracked"].shape == ()   # 0-d stays 0-d across the bridge
+    for name, weight in full.items():
+        assert sample[name].shape == weight.shape, name
+        np.testing.assert_array_equal(sample[name].values, weight.reshape(-1)[sample_positions(weight.size, fractions)])
+    assert sample_positions(10, np.array([0.0, 0.0999, 0.1, 0.99999999])).tolist() == [0, 0, 1, 9]
+    assert sample_positions(1, np.array([0.5])).tolist() == [0]
+    for bad in ([], [1.0], [-0.1]):
+        with pytest.raises(ValueError):
+            view.sampled_state_dict(bad)
+
+
+def test_gradients_are_a_vector_jacobian_product_and_leave_the_model_as_it_was(submission):
+    rng = np.random.default_rng(4)
+    view = submission.model("sched_model")          # a Linear(2, 2) whose .grad holds its last backward
+    before = submission.call("grads_of", "sched_model")
+    weights = view.state_dict()
+    x, v = rng.normal(size=(3, 2)).astype(np.float32), rng.normal(size=(3, 2))
+    got = view.gradients(x, v)
+    np.testing.assert_allclose(got["weight"], v.T @ x, rtol=1e-5, atol=1e-6)   # d sum(v * (x W^T + b)) / dW
+    np.testing.assert_allclose(got["bias"], v.sum(axis=0), rtol=1e-5, atol=1e-6)
+    after = submission.call("grads_of", "sched_model")
+    assert all(np.array_equal(a, b) for a, b in zip(before, after)), "the model's own .grad changed"
+    assert all(np.array_equal(weights[k], w) for k, w in view.state_dict().items())
+
+    net = submission.model("net")                    # conv1 frozen; BatchNorm statistics in train mode
+    state = net.state_dict()
+    x = rng.normal(size=(4, 1, 8, 8)).astype(np.float32)
+    grads = net.gradients(x, rng.normal(size=(4, 3)), mode="train")
+    assert not any(k.startswith("conv1.") for k in grads) and grads["fc.weight"].shape == (3, 64), sorted(grads)
+    assert all(np.array_equal(state[k], w) for k, w in net.state_dict().items()), "buffers changed in train mode"
+    with pytest.raises(StudentError, match=r"expected a tensor of shape \(4, 5\)"):
+        net.gradients(x, np.ones((4, 5)))
+    with pytest.raises(ValueError):
+        net.gradients(x, np.ones((4, 3)), mode="test")
 
 
 # ---- optimizers and schedulers -----------------------------------------------------------

@@ -24,8 +24,8 @@ from gradekit.data.formats import IMG_EXTENSIONS
 
 
 def test_known_formats_and_unknown_names():
-    assert FORMATS == ("tiny-imagenet", "omniglot", "image-folder", "torch-weights", "oxford5k")
-    with pytest.raises(ValueError, match="tiny-imagenet, omniglot, image-folder, torch-weights, oxford5k"):
+    assert FORMATS == ("tiny-imagenet", "omniglot", "image-folder", "torch-weights", "oxford5k", "npy-features")
+    with pytest.raises(ValueError, match="tiny-imagenet, omniglot, image-folder, torch-weights, oxford5k, npy-features"):
         check("mnist", "/nowhere")
     with pytest.raises(ValueError, match="known formats"):
         synthesize("mnist", "/nowhere")
