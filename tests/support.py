@@ -72,6 +72,33 @@ def grade_notebooks(assignment_id: str, notebooks: dict[str, nbformat.NotebookNo
     return {Path(r.submission.submitter).stem: r.to_json() for r in reports}
 
 
+def master_and_variant_in_the_torch_image(assignment_id: str, variant: str, tmp: Path):
+    """Grade the master and the wrong variant ``variant`` in the full Docker grading image, as
+    `gradekit grade --sandbox docker` does, and check them as test_assignments.py checks the
+    process sandbox's: the master full marks, the variant less exactly its question's points.
+    Returns the master's report (a Report), for the caller's own checks."""
+    from gradekit.model import BackendChoice
+    from gradekit.run.batch import BatchOptions, grade_batch
+    from gradekit.spec import load
+    needs_root()
+    a = load(assignment_id)
+    master = nbformat.read(str(a.master_path), as_version=4)
+    wrong = next(v for v in load_variants(assignment_id) if v["name"] == variant)
+    src = tmp / "class"
+    src.mkdir()
+    for name, nb in {"master": master, "wrong": apply_variant(master, wrong["replace"])}.items():
+        nbformat.write(nb, str(src / f"{name}.ipynb"))
+    reports = {r.submission.submitter.removesuffix(".ipynb"): r for r in grade_batch(
+        [src], a, tmp / "out", BatchOptions(backend=BackendChoice("docker", {"torch": True}), workers=2, progress=False))}
+    good, bad = reports["master"], reports["wrong"]
+    assert good.sandbox.backend == "docker"
+    assert good.score == pytest.approx(a.auto_points), [(t.name, t.message[:200]) for t in good.tests if t.status != "passed"]
+    losing = [wrong["question"], *wrong.get("also", [])]
+    assert bad.score == pytest.approx(a.auto_points - sum(a.question(q).points for q in losing)), [
+        (t.name, t.message[:200]) for t in bad.tests if t.status != "passed"]
+    return good
+
+
 class SelectedNotebooks:
     """An assignment's master, template, wrong variants and valid alternatives, graded lazily:
     only those that the run's selected tests need (``wanted``: assignment id -> names like

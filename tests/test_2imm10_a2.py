@@ -5,17 +5,11 @@ Master, template, wrong variants and valid alternatives are graded with every ot
 assignment's in tests/test_assignments.py (their reports are shared through ``graded``)."""
 from __future__ import annotations
 
-import nbformat
 import pytest
 
-from support import apply_variant, load_alternatives, load_variants, needs_root
-from gradekit.spec import load
+from support import load_alternatives, load_variants, master_and_variant_in_the_torch_image
 
 AID = "2imm10-a2"
-
-
-def master() -> nbformat.NotebookNode:
-    return nbformat.read(str(load(AID).master_path), as_version=4)
 
 
 def test_spec_has_enough_alternatives_and_variants():
@@ -54,20 +48,5 @@ def test_master_and_a_wrong_variant_in_the_torch_image(full_image, tmp_path):
     """The same grading in the full grading image, as `gradekit grade` does it: both data sets
     mounted read-only under /data, grading-time parameters injected, a GPU-optional
     assignment on the CPU."""
-    from gradekit.model import BackendChoice
-    from gradekit.run.batch import BatchOptions, grade_batch
-    needs_root()
-    wrong = next(v for v in load_variants(AID) if v["name"] == "amsgrad-off")
-    src = tmp_path / "class"
-    src.mkdir()
-    for name, nb in {"master": master(), "wrong": apply_variant(master(), wrong["replace"])}.items():
-        nbformat.write(nb, str(src / f"{name}.ipynb"))
-    reports = {r.submission.submitter.removesuffix(".ipynb"): r for r in grade_batch(
-        [src], load(AID), tmp_path / "out",
-        BatchOptions(backend=BackendChoice("docker", {"torch": True}), workers=2, progress=False))}
-    a = load(AID)
-    good, bad = reports["master"], reports["wrong"]
-    assert good.sandbox.backend == "docker"
-    assert good.score == pytest.approx(a.auto_points), [(t.name, t.message[:200]) for t in good.tests if t.status != "passed"]
-    assert bad.score == pytest.approx(a.auto_points - a.question("1.2-optimizer").points)
+    good = master_and_variant_in_the_torch_image(AID, "amsgrad-off", tmp_path)
     assert good.parameters.values["DEVICE"] == "cpu" and good.parameters.values["TRIPLET_STEPS"] == 40

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import re
 
-import nbformat
 import pytest
 
-from support import apply_variant, load_alternatives, load_variants, needs_root
+from support import load_alternatives, load_variants, master_and_variant_in_the_torch_image, needs_root
 from gradekit.spec import load
 
 AID = "dlip-a2"
@@ -26,10 +25,6 @@ ISSUE_MISTAKES = {
     "whitening-not-renormalised": "whitening-apply", "triplet-loss-without-margin": "triplet-loss",
     "augment-changes-output-size": "augmentation",
 }
-
-
-def master() -> nbformat.NotebookNode:
-    return nbformat.read(str(load(AID).master_path), as_version=4)
 
 
 def test_the_issues_mistakes_are_variants_and_there_are_enough():
@@ -64,21 +59,5 @@ def test_check_agrees_with_the_graded_report_on_every_public_test(graded, name):
 def test_master_and_a_wrong_variant_in_the_torch_image(full_image, tmp_path):
     """The same grading in the full grading image, as `gradekit grade` does it: the three data
     sets mounted read-only under /data, grading-time parameters injected, on the CPU."""
-    from gradekit.model import BackendChoice
-    from gradekit.run.batch import BatchOptions, grade_batch
-    needs_root()
-    wrong = next(v for v in load_variants(AID) if v["name"] == "gem-without-eps-clamp")
-    src = tmp_path / "class"
-    src.mkdir()
-    for name, nb in {"master": master(), "wrong": apply_variant(master(), wrong["replace"])}.items():
-        nbformat.write(nb, str(src / f"{name}.ipynb"))
-    reports = {r.submission.submitter.removesuffix(".ipynb"): r for r in grade_batch(
-        [src], load(AID), tmp_path / "out",
-        BatchOptions(backend=BackendChoice("docker", {"torch": True}), workers=2, progress=False))}
-    a = load(AID)
-    good, bad = reports["master"], reports["wrong"]
-    assert good.sandbox.backend == "docker"
-    assert good.score == pytest.approx(a.auto_points), [(t.name, t.message[:200]) for t in good.tests if t.status != "passed"]
-    assert bad.score == pytest.approx(a.auto_points - a.question("gem").points), [
-        (t.name, t.message[:200]) for t in bad.tests if t.status != "passed"]
+    good = master_and_variant_in_the_torch_image(AID, "gem-without-eps-clamp", tmp_path)
     assert good.parameters.values["DEVICE"] == "cpu" and good.parameters.values["IMAGE_SIZE"] == 64
