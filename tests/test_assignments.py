@@ -76,6 +76,8 @@ def test_wrong_variant_loses_exactly_its_question(graded, aid, variant):
     losing = [variant["question"], *variant.get("also", [])]
     for qid in losing:
         assert per_q[qid]["points_earned"] == 0, f"{variant['name']} kept points on {qid}:\n{_explain(rep)}"
+        # a question worth no points (a check shown to staff) must still fail
+        assert per_q[qid]["status"] != "passed", f"{variant['name']} passed {qid}:\n{_explain(rep)}"
     want = a.auto_points - sum(a.question(qid).points for qid in losing)
     assert rep["score"] == pytest.approx(want), f"{variant['name']} lost points elsewhere:\n{_explain(rep)}"
     same_verdict_under_other_secrets(rep)

@@ -22,6 +22,7 @@ from typing import Any
 from .codec import FORGED, decode, encode
 from .models import (ModelView, OptimizerConfig, SchedulerConfig, StepResult, optimizer_config, ref_of,
                      scheduler_config, shown, step_result)
+from .figures import FigureData, figure_data
 from .protocol import MAX_REPLY_BYTES, MIME, REFUSED, SHIM_LIMITS, BridgeDecodeError, StudentError
 from .values import Handle, ParamsOf
 
@@ -100,6 +101,11 @@ class Submission:
         if not isinstance(seen, dict):
             raise BridgeDecodeError("the reply describing the kernel's platform is malformed")
         return {str(k)[:40]: str(v)[:200] for k, v in list(seen.items())[:20]}
+
+    def figure(self, name: str) -> FigureData:
+        """The matplotlib figure the notebook keeps in ``name`` (``fig = plt.figure()`` lives on
+        after ``plt.show()`` closed it): each panel's title and each scatter's points and colours."""
+        return figure_data(self._request("figure", name), f"`{name}`")
 
     def files_named(self, names: list[str]) -> list[str]:
         """Paths under the notebook's working folder with one of these file names, as the

@@ -105,6 +105,24 @@ def _gradekit_request(_request_json, limits, torch_op=None):
         import torch as t
         return t
 
+    def figure_of(fig):
+        # A matplotlib figure as data (duck-typed: the shim imports no plotting library): each
+        # panel's title and each scatter's points, mapped values and face colours.
+        if not callable(getattr(fig, "get_axes", None)):
+            raise TypeError("this is not a matplotlib figure (its type is " + type(fig).__name__ + ")")
+        panels = []
+        for ax in list(fig.get_axes())[:limits["max_layers"]]:
+            scatters = []
+            for c in list(getattr(ax, "collections", []))[:limits["max_layers"]]:
+                if not callable(getattr(c, "get_offsets", None)):
+                    continue
+                values = c.get_array() if callable(getattr(c, "get_array", None)) else None
+                scatters.append({"offsets": np.asarray(c.get_offsets(), dtype=np.float64),
+                                 "values": None if values is None else np.asarray(np.ma.filled(values, np.nan), dtype=np.float64),
+                                 "colors": np.asarray(c.get_facecolors(), dtype=np.float64)})
+            panels.append({"title": str(ax.get_title())[:REPR], "scatters": scatters})
+        return panels
+
     def lookup(path):
         first, *rest = path.split(".")
         if first.startswith("@"):
@@ -165,6 +183,8 @@ def _gradekit_request(_request_json, limits, torch_op=None):
                 reply["value"] = encode(target)
             elif op == "has":
                 reply["value"] = True
+            elif op == "figure":
+                reply["value"] = encode(figure_of(target))
             elif op in ("call", "call.watch", "new") or op.startswith("torch."):
                 args = decode(request.get("args", []))
                 kwargs = decode(request.get("kwargs", {"__dict__": []}))

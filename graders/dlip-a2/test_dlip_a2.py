@@ -536,3 +536,29 @@ def test_augmentation_keeps_labels_and_size(submission, rng):
         assert 0.5 < ratio < 2.0, (
             f"augment_batch's images spread {ratio:.2f} times as much as the ImageNet-normalised ones: normalise "
             "them as preprocess does")
+
+
+# ---------------------------------------------------------------------------- the t-SNE figure
+@question("tsne-points")
+def test_tsne_figure_shows_every_database_image_by_landmark(submission, assignment):
+    """The figure (given code) is what staff read Q3, Q6b, Q10 and Q16 against: each model's
+    panel must hold every database image once, those of a landmark (good or ok for one of its
+    queries, <landmark>_<n> in Oxford's naming) coloured by it, the others in one grey."""
+    data = read_oxford5k(assignment.data_set("oxford5k").path)
+    landmark_of = {img: name.rsplit("_", 1)[0] for name, q in data.queries.items() for img in q.good + q.ok}
+    landmarks = len(set(landmark_of.values()))
+    fig = submission.figure("TSNE_FIGURE")
+    for m in present(submission.get("FEATURES")):
+        panel = next((p for p in fig.panels if p.title.split(" (")[0] == m), None)
+        if panel is None:
+            raise StudentError(f"TSNE_FIGURE has no panel titled {m!r} (titles: {', '.join(p.title for p in fig.panels)})")
+        coloured = [s for s in panel.scatters if s.values is not None]
+        grey = [s for s in panel.scatters if s.values is None]
+        assert_equal(panel.points(), len(data.image_names),
+                     name=f"the points of the t-SNE panel of {m}: one for each database image")
+        assert_equal(sum(len(s) for s in coloured), len(landmark_of),
+                     name=f"the points of the t-SNE panel of {m} coloured by landmark (database images good or ok for a query)")
+        shown = np.unique(np.concatenate([s.values for s in coloured])) if coloured else []
+        assert_equal(len(shown), landmarks, name=f"the landmarks told apart by colour in the t-SNE panel of {m}")
+        assert_equal(sum(s.classes() for s in grey), 1 if len(landmark_of) < len(data.image_names) else 0,
+                     name=f"the colours of the unlabelled images in the t-SNE panel of {m} (one grey)")
