@@ -70,8 +70,9 @@ def grade_notebooks(assignment_id: str, notebooks: dict[str, nbformat.NotebookNo
         if not isinstance(nb, nbformat.NotebookNode):  # {part id: notebook} (a NotebookNode is a dict too)
             assert assignment.parts, f"{assignment_id} has no parts: {name} must be one notebook"
             (src / name).mkdir()
-            for pid, one in nb.items():
-                nbformat.write(one, str(src / name / assignment.part(pid).file_name(name)))
+            for pid, one in nb.items():  # a part id, or a file name of its own (a misnamed part)
+                file_name = pid if pid.endswith(".ipynb") else assignment.part(pid).file_name(name)
+                nbformat.write(one, str(src / name / file_name))
         else:
             nbformat.write(nb, str(src / f"{name}.ipynb"))
     limits = assignment.limits.replace(**limit_overrides) if limit_overrides else None
@@ -130,7 +131,8 @@ class SelectedNotebooks:
     """An assignment's master, template, wrong variants and valid alternatives, graded lazily:
     only those that the run's selected tests need (``wanted``: assignment id -> names like
     "master", "template", "variant-NAME", "alt-NAME", and with [[parts]] "missing-PART": the
-    masters less that part), in one batch per assignment. With [[parts]] each is a folder of
+    masters less that part; "misnamed-PART" / "unmarked-PART": that part's master under a name
+    no pattern matches, with / without the part in its metadata), in one batch per assignment. With [[parts]] each is a folder of
     the parts' notebooks, and a variant edits the part it names (``part``, else its question's). A variant
     whose ``replace`` text is not in the master fails alone. ``grade``, ``variants`` and
     ``alternatives`` are seams for tests."""
@@ -158,6 +160,13 @@ class SelectedNotebooks:
                     notebooks[want] = templates if a.parts else templates[""]
                 elif want.startswith("missing-"):  # the masters less one part: that part is missing
                     notebooks[want] = {pid: nb for pid, nb in masters.items() if pid != want.removeprefix("missing-")}
+                elif want.startswith(("misnamed-", "unmarked-")):  # one part's file named like no part
+                    kind, _, gone = want.partition("-")
+                    book = copy.deepcopy(masters[gone])
+                    if kind == "misnamed":  # ... but its metadata names the part, as the template's does
+                        book.metadata["gradekit"] = {"assignment": aid, "part": gone}
+                    notebooks[want] = {**{pid: nb for pid, nb in masters.items() if pid != gone},
+                                       f"{want}_homework_{gone}_final.ipynb": book}
                 else:
                     try:
                         if a.parts:  # the variant edits one part; the others are the masters

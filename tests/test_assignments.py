@@ -118,3 +118,24 @@ def test_a_missing_part_loses_its_questions_and_says_why(graded, aid, missing_pa
         if not a.question(qid).manual:
             assert rows[qid]["status"] == "missing" and rows[qid]["points_earned"] == 0, rows[qid]
     assert part.missing_reason in str(rep), _explain(rep)
+
+
+@pytest.mark.parametrize("aid,misnamed_part", PARTS, ids=[f"{a}:misnamed-{p}" for a, p in PARTS])
+def test_a_misnamed_part_is_graded_by_its_metadata_or_reported(graded, aid, misnamed_part):
+    """[[parts]]: a part's notebook under a name no pattern matches. Marked as the part in its
+    metadata (as every template is): graded as that part, full marks, with a note. Unmarked:
+    not graded, that part's questions lost as missing, and the notes name the file."""
+    a = load(aid)
+    part = a.part(misnamed_part)
+    rep = graded(aid, f"misnamed-{misnamed_part}")
+    assert rep["status"] == "graded", rep["reason"]
+    assert rep["score"] == pytest.approx(a.auto_points), _explain(rep)
+    assert f"but its metadata marks it as {part.title} of this assignment" in str(rep), _explain(rep)
+    rep = graded(aid, f"unmarked-{misnamed_part}")
+    assert rep["status"] == "graded", rep["reason"]
+    lost = sum(a.question(q).points for q in part.questions if not a.question(q).manual)
+    assert rep["score"] == pytest.approx(a.auto_points - lost), _explain(rep)
+    notes = "\n".join(rep.get("notes") or [])
+    assert f"unmarked-{misnamed_part}_homework_{misnamed_part}_final.ipynb` was not graded: its name matches no part" \
+        in notes, notes
+    assert part.missing_reason in str(rep), _explain(rep)
