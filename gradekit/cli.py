@@ -152,30 +152,45 @@ def _gpus(spec: str | None, assignment) -> list[str]:
 def cmd_assign(args) -> int:
     from .run.batch import BatchOptions, GradersBroken, grade_batch
     from .spec import load
-    from .tools.assign import MarkerError, check_contract, template_text, write_template
+    import nbformat
+
+    from .tools.assign import MarkerError, check_contracts, write_templates
     from .tools.bundle import write_bundle
     course = _course(args)
     assignment = load(args.assignment, course.root)
     try:
-        path = write_template(assignment)
+        paths = write_templates(assignment)
     except MarkerError as exc:
         _say(f"cannot make the student template: {exc}")
         return EXIT_USAGE
-    print(f"wrote {path}")
-    print(f"wrote {write_bundle(assignment)} (the student bundle: template, public tests, checker)")
-    problems = check_contract(assignment, template_text(assignment))
+    for path in paths:
+        print(f"wrote {path}")
+    print(f"wrote {write_bundle(assignment)} (the student bundle: template{'s' if assignment.parts else ''}, "
+          "public tests, checker)")
+    problems = check_contracts(assignment)
     for p in problems:
         _say(f"contract: {p}")
     if args.no_verify:
         return EXIT_FAILED if problems else EXIT_OK
     backend = choose_sandbox(args.sandbox, assignment)
     with tempfile.TemporaryDirectory(prefix="gk-assign-") as tmp:
-        master_copy, template_copy = Path(tmp) / "in" / "master.ipynb", Path(tmp) / "in" / "template.ipynb"
-        master_copy.parent.mkdir()
-        master_copy.write_bytes(assignment.master_path.read_bytes())
-        template_copy.write_bytes(path.read_bytes())
+        given = Path(tmp) / "in"
+        given.mkdir()
+        if assignment.parts:  # two submitters, "master" and "template", each a folder of the parts
+            for label in ("master", "template"):
+                (given / label).mkdir()
+            for part, master, template in assignment.templates:
+                nb = nbformat.read(str(master), as_version=4)  # marked as its part, whatever its name
+                nb.metadata.setdefault("gradekit", {}).update({"assignment": assignment.id, "part": part.id})
+                nbformat.write(nb, str(given / "master" / part.file_name("master")))
+                (given / "template" / part.file_name("template")).write_bytes(template.read_bytes())
+            inputs = [given]
+        else:
+            inputs = [given / "master.ipynb", given / "template.ipynb"]
+            inputs[0].write_bytes(assignment.master_path.read_bytes())
+            inputs[1].write_bytes(paths[0].read_bytes())
         try:
-            reports = grade_batch([master_copy, template_copy], assignment, Path(tmp) / "out",
+            reports = grade_batch(inputs, assignment, Path(tmp) / "out",
                                   BatchOptions(backend=backend, workers=2, progress=False))
         except GradersBroken as exc:
             _broken_graders_warning(exc.problems)

@@ -145,6 +145,22 @@ class Part:
         """``file_name`` (the last component only) matches the pattern, case-insensitively."""
         return fnmatch.fnmatchcase(PurePosixPath(file_name).name.lower(), self.pattern.lower())
 
+    def file_name(self, who: str) -> str:
+        """A file name this part's pattern matches, made for ``who``: ``*`` read as ``who``
+        and ``?`` as ``x`` (``*_hw4_p1.ipynb`` -> ``alice_hw4_p1.ipynb``); a pattern with
+        ``[...]``, or one the result would not match, gives ``<who>_<part id>.ipynb``, which
+        intake finds by the notebook's metadata only."""
+        name = self.pattern.replace("*", who).replace("?", "x")
+        if "[" in name or not self.matches(name):
+            return f"{who}_{self.id}.ipynb"
+        return name
+
+    @property
+    def template_name(self) -> str:
+        """The file name of this part's student template, ``netid_hw4_p1.ipynb`` for
+        ``*_hw4_p1.ipynb``: named as the part already; the student puts their netid in it."""
+        return self.file_name("netid")
+
     @property
     def missing_reason(self) -> str:
         """What the student reads when no notebook for this part was handed in."""
@@ -231,7 +247,18 @@ class Assignment:
 
     @property
     def template_path(self) -> Path:
+        """The student template of an assignment without parts (with parts: :attr:`templates`)."""
         return self.course / "student_templates" / f"{self.id}.ipynb"
+
+    @property
+    def templates(self) -> tuple[tuple["Part | None", Path, Path], ...]:
+        """(part, its master, its student template) for each notebook students get: one
+        ``(None, master.ipynb, student_templates/ID.ipynb)`` without parts; with parts, one
+        per part, its template in ``student_templates/ID/`` named as :attr:`Part.template_name`."""
+        if not self.parts:
+            return ((None, self.master_path, self.template_path),)
+        folder = self.course / "student_templates" / self.id
+        return tuple((p, p.master, folder / p.template_name) for p in self.parts)
 
     @property
     def auto_points(self) -> float:

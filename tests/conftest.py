@@ -56,6 +56,10 @@ def notebooks_wanted(items) -> dict[str, set[str]]:
             need.add(f"variant-{params['variant']['name']}")
         elif "alternative" in params:
             need.add(f"alt-{params['alternative']['name']}")
+        elif "missing_part" in params:
+            need.add(f"missing-{params['missing_part']}")
+        elif "misnamed_part" in params:
+            need.update({f"misnamed-{params['misnamed_part']}", f"unmarked-{params['misnamed_part']}"})
         elif item.originalname == "test_template_scores_zero":
             need.add("template")
         elif item.originalname != "test_template_is_current":

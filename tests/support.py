@@ -54,9 +54,12 @@ def apply_variant(master: nbformat.NotebookNode, replace: list[list[str]]) -> nb
 CHECK_SECRETS = ("seed-check-1", "seed-check-2")
 
 
-def grade_notebooks(assignment_id: str, notebooks: dict[str, nbformat.NotebookNode], tmp: Path,
-                    workers: int = 2, check_secrets: tuple[str, ...] = (), **limit_overrides) -> dict[str, dict]:
+def grade_notebooks(assignment_id: str, notebooks: dict[str, nbformat.NotebookNode | dict[str, nbformat.NotebookNode]],
+                    tmp: Path, workers: int = 2, check_secrets: tuple[str, ...] = (), **limit_overrides) -> dict[str, dict]:
     """Grade named notebooks in one batch; returns name -> report (as report.json holds it).
+    For an assignment with ``[[parts]]``, a name maps to {part id: notebook}: a submitter's
+    folder ``NAME/`` holding each part's notebook named as its pattern asks (``*_hw4_p1.ipynb``
+    -> ``NAME_hw4_p1.ipynb``); a part left out is a missing part.
     ``check_secrets``: the graders also run under these secrets (``report["seed_scores"]``)."""
     from gradekit.run.batch import BatchOptions, grade_batch
     from gradekit.spec import load
@@ -64,12 +67,37 @@ def grade_notebooks(assignment_id: str, notebooks: dict[str, nbformat.NotebookNo
     src = tmp / "submissions"
     src.mkdir(parents=True, exist_ok=True)
     for name, nb in notebooks.items():
-        nbformat.write(nb, str(src / f"{name}.ipynb"))
+        if not isinstance(nb, nbformat.NotebookNode):  # {part id: notebook} (a NotebookNode is a dict too)
+            assert assignment.parts, f"{assignment_id} has no parts: {name} must be one notebook"
+            (src / name).mkdir()
+            for pid, one in nb.items():  # a part id, or a file name of its own (a misnamed part)
+                file_name = pid if pid.endswith(".ipynb") else assignment.part(pid).file_name(name)
+                nbformat.write(one, str(src / name / file_name))
+        else:
+            nbformat.write(nb, str(src / f"{name}.ipynb"))
     limits = assignment.limits.replace(**limit_overrides) if limit_overrides else None
     reports = grade_batch([src], assignment, tmp / "out", BatchOptions(workers=workers, limits=limits, progress=False,
                                                                        check_secrets=check_secrets))
-    # report.json's data: the contract every rendering and reader relies on
-    return {Path(r.submission.submitter).stem: r.to_json() for r in reports}
+    # report.json's data: the contract every rendering and reader relies on; a parts submission
+    # is named after its folder (no .ipynb to drop, and a name may hold a dot)
+    return {r.submission.submitter if assignment.parts else Path(r.submission.submitter).stem: r.to_json()
+            for r in reports}
+
+
+def variant_part(assignment, variant: dict, masters: dict[str, nbformat.NotebookNode]) -> str:
+    """The part whose master a variant or alternative of a ``[[parts]]`` assignment edits: its
+    ``part``, else the part holding its ``question``, else the one part whose master holds
+    every ``old`` text."""
+    if "part" in variant:
+        return assignment.part(variant["part"]).id
+    if "question" in variant:
+        return assignment.part_of(variant["question"]).id
+    olds = [old for old, _ in variant["replace"]]
+    hits = [pid for pid, nb in masters.items()
+            if all(any(c.cell_type == "code" and old in c.source for c in nb.cells) for old in olds)]
+    assert len(hits) == 1, (f"{variant['name']}: say which part it edits (part = ...); its text is in "
+                            f"{len(hits)} parts' masters ({', '.join(hits) or 'none'})")
+    return hits[0]
 
 
 def master_and_variant_in_the_torch_image(assignment_id: str, variant: str, tmp: Path):
@@ -102,7 +130,10 @@ def master_and_variant_in_the_torch_image(assignment_id: str, variant: str, tmp:
 class SelectedNotebooks:
     """An assignment's master, template, wrong variants and valid alternatives, graded lazily:
     only those that the run's selected tests need (``wanted``: assignment id -> names like
-    "master", "template", "variant-NAME", "alt-NAME"), in one batch per assignment. A variant
+    "master", "template", "variant-NAME", "alt-NAME", and with [[parts]] "missing-PART": the
+    masters less that part; "misnamed-PART" / "unmarked-PART": that part's master under a name
+    no pattern matches, with / without the part in its metadata), in one batch per assignment. With [[parts]] each is a folder of
+    the parts' notebooks, and a variant edits the part it names (``part``, else its question's). A variant
     whose ``replace`` text is not in the master fails alone. ``grade``, ``variants`` and
     ``alternatives`` are seams for tests."""
 
@@ -115,7 +146,10 @@ class SelectedNotebooks:
         from gradekit.spec import load
         if aid not in self.done:
             a = load(aid)
-            master = nbformat.read(str(a.master_path), as_version=4)
+            # with [[parts]]: each notebook is {part id: notebook}, a submitter's folder of parts
+            masters = {p.id if p else "": nbformat.read(str(m), as_version=4) for p, m, _ in a.templates}
+            templates = {p.id if p else "": nbformat.read(str(t), as_version=4) for p, _, t in a.templates}
+            master = masters if a.parts else masters[""]
             variants = {f"variant-{v['name']}": v for v in self.variants(aid)}
             variants.update({f"alt-{v['name']}": v for v in self.alternatives(aid)})
             notebooks, broken = {}, {}
@@ -123,10 +157,23 @@ class SelectedNotebooks:
                 if want == "master":
                     notebooks[want] = master
                 elif want == "template":
-                    notebooks[want] = nbformat.read(str(a.template_path), as_version=4)
+                    notebooks[want] = templates if a.parts else templates[""]
+                elif want.startswith("missing-"):  # the masters less one part: that part is missing
+                    notebooks[want] = {pid: nb for pid, nb in masters.items() if pid != want.removeprefix("missing-")}
+                elif want.startswith(("misnamed-", "unmarked-")):  # one part's file named like no part
+                    kind, _, gone = want.partition("-")
+                    book = copy.deepcopy(masters[gone])
+                    if kind == "misnamed":  # ... but its metadata names the part, as the template's does
+                        book.metadata["gradekit"] = {"assignment": aid, "part": gone}
+                    notebooks[want] = {**{pid: nb for pid, nb in masters.items() if pid != gone},
+                                       f"{want}_homework_{gone}_final.ipynb": book}
                 else:
                     try:
-                        notebooks[want] = apply_variant(master, variants[want]["replace"])
+                        if a.parts:  # the variant edits one part; the others are the masters
+                            pid = variant_part(a, variants[want], masters)
+                            notebooks[want] = {**masters, pid: apply_variant(masters[pid], variants[want]["replace"])}
+                        else:
+                            notebooks[want] = apply_variant(master, variants[want]["replace"])
                     except AssertionError as exc:  # a typo in one variant fails that variant alone
                         broken[want] = str(exc)
             extra = {}

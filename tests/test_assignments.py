@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from support import ROOT, load_alternatives, load_variants
-from gradekit.tools.assign import is_stale
+from gradekit.tools.assign import stale_templates
 from gradekit.spec import load
 
 ASSIGNMENTS = sorted(p.parent.name for p in (ROOT / "assignments").glob("*/assignment.toml"))
@@ -33,7 +33,8 @@ def _explain(report: dict) -> str:
 
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
 def test_template_is_current(aid):
-    assert not is_stale(load(aid)), f"student_templates/{aid}.ipynb is stale: run `gradekit assign {aid}`"
+    stale = stale_templates(load(aid))
+    assert not stale, f"{', '.join(str(p.relative_to(ROOT)) for p in stale)}: stale, run `gradekit assign {aid}`"
 
 
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
@@ -99,3 +100,44 @@ def test_valid_alternative_keeps_full_marks(graded, aid, alternative):
     assert rep["status"] == "graded", rep["reason"]
     assert rep["score"] == pytest.approx(load(aid).auto_points), _explain(rep)
     same_verdict_under_other_secrets(rep)
+
+
+PARTS = [(aid, p.id) for aid in ASSIGNMENTS for p in load(aid).parts]
+
+
+@pytest.mark.parametrize("aid,missing_part", PARTS, ids=[f"{a}:missing-{p}" for a, p in PARTS])
+def test_a_missing_part_loses_its_questions_and_says_why(graded, aid, missing_part):
+    """[[parts]]: the masters handed in without one part's notebook: that part's questions score
+    zero as missing, with the reason naming the file expected; every other part keeps its marks."""
+    a = load(aid)
+    part = a.part(missing_part)
+    rep = graded(aid, f"missing-{missing_part}")
+    assert rep["status"] == "graded", rep["reason"]
+    lost = sum(a.question(q).points for q in part.questions if not a.question(q).manual)
+    assert rep["score"] == pytest.approx(a.auto_points - lost), _explain(rep)
+    rows = {q["id"]: q for q in rep["questions"]}
+    for qid in part.questions:  # a manual question stays manual: staff grade what there is
+        if not a.question(qid).manual:
+            assert rows[qid]["status"] == "missing" and rows[qid]["points_earned"] == 0, rows[qid]
+    assert part.missing_reason in str(rep), _explain(rep)
+
+
+@pytest.mark.parametrize("aid,misnamed_part", PARTS, ids=[f"{a}:misnamed-{p}" for a, p in PARTS])
+def test_a_misnamed_part_is_graded_by_its_metadata_or_reported(graded, aid, misnamed_part):
+    """[[parts]]: a part's notebook under a name no pattern matches. Marked as the part in its
+    metadata (as every template is): graded as that part, full marks, with a note. Unmarked:
+    not graded, that part's questions lost as missing, and the notes name the file."""
+    a = load(aid)
+    part = a.part(misnamed_part)
+    rep = graded(aid, f"misnamed-{misnamed_part}")
+    assert rep["status"] == "graded", rep["reason"]
+    assert rep["score"] == pytest.approx(a.auto_points), _explain(rep)
+    assert f"but its metadata marks it as {part.title} of this assignment" in str(rep), _explain(rep)
+    rep = graded(aid, f"unmarked-{misnamed_part}")
+    assert rep["status"] == "graded", rep["reason"]
+    lost = sum(a.question(q).points for q in part.questions if not a.question(q).manual)
+    assert rep["score"] == pytest.approx(a.auto_points - lost), _explain(rep)
+    notes = "\n".join(rep.get("notes") or [])
+    assert f"unmarked-{misnamed_part}_homework_{misnamed_part}_final.ipynb` was not graded: its name matches no part" \
+        in notes, notes
+    assert part.missing_reason in str(rep), _explain(rep)

@@ -58,6 +58,13 @@ def _gradekit_request(_request_json, limits, torch_op=None):
             children = [[n, type(m).__name__] for n, m in x.named_modules() if n]
             return {"__module__": {"class": type(x).__name__, "parameters": params, "buffers": buffers,
                                    "modules": children, "training": bool(x.training), "repr": repr(x)[:limits["module_repr_chars"]]}}
+        pd = sys.modules.get("pandas")  # a table the student made with pandas: its rows, as a list of dicts
+        if pd is not None and isinstance(x, pd.DataFrame):
+            try:
+                records = x.to_dict("records")
+            except Exception:
+                return {"__unsupported__": "pandas.DataFrame that to_dict cannot read", "repr": repr(x)[:REPR]}
+            return encode(records, depth + 1)
         if isinstance(x, tuple):
             return {"__tuple__": [encode(v, depth + 1) for v in x]}
         if isinstance(x, list):

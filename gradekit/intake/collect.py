@@ -142,7 +142,10 @@ def parts_item(source: str, submitter: str, found: dict[str, tuple[str | None, s
         one = load(name)
         one.submitter, one.note = submitter, note
         items[p.id] = one
-    key = hashlib.sha256("|".join(f"{pid}:{i.sha256}" for pid, i in items.items()).encode()).hexdigest()
+    # the notes are part of what is graded: two submitters with the same notebooks but other notes
+    # (a stray notebook not graded, a part found by its metadata) each get a report with their own
+    key = hashlib.sha256("|".join([f"{pid}:{i.sha256}:{i.note or ''}" for pid, i in items.items()]
+                                  + list(notes)).encode()).hexdigest()
     top = IntakeItem(source=source, sha256=key, submitter=submitter, parts=items, notes=list(notes))
     if not top.gradable:
         top.sha256 = ""

@@ -11,7 +11,10 @@ Solution markers in the master notebook (documented in docs/authoring.md):
 * a cell tagged ``solution`` is emptied; a cell tagged ``instructor`` is dropped.
 
 The template carries ``metadata.gradekit`` (assignment id, questions and the names each must
-define), so ``gradekit check`` can find its assignment. Outputs are cleared; the result is
+define), so ``gradekit check`` can find its assignment. An assignment with ``[[parts]]`` gets
+one template per part, made from that part's master, in ``student_templates/ID/`` and named
+as the part's pattern asks (``*_hw4_p1.ipynb`` -> ``netid_hw4_p1.ipynb``); its metadata
+names the part and lists that part's questions only. Outputs are cleared; the result is
 deterministic, so a stale committed template is detectable.
 """
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..spec import Assignment
+from ..spec import Assignment, Part
 
 _BEGIN = re.compile(r"^(\s*)#+\s*BEGIN SOLUTION\b.*$", re.IGNORECASE)
 _END = re.compile(r"^\s*#+\s*END SOLUTION\b.*$", re.IGNORECASE)
@@ -83,15 +86,21 @@ def cell_label(nb: nbformat.NotebookNode, index: int) -> str:
     return f"{cell.cell_type} cell {kind_number} (cell {index + 1} of {len(nb.cells)}, `{head}`)"
 
 
-def make_template(master: nbformat.NotebookNode, assignment: Assignment) -> nbformat.NotebookNode:
+def make_template(master: nbformat.NotebookNode, assignment: Assignment,
+                  part: Part | None = None) -> nbformat.NotebookNode:
+    """The student template of ``master``; with ``part``, of that part's master: its metadata
+    lists that part's questions only and names the part (``metadata.gradekit.part``), so intake
+    and ``gradekit check`` know it even when the student misnames the file."""
     nb = copy.deepcopy(master)
+    master_name = part.master.name if part is not None else assignment.master_path.name
+    questions = assignment.only_part(part).questions if part is not None else assignment.questions
     cells = []
     for i, cell in enumerate(nb.cells):
         tags = set(cell.get("metadata", {}).get("tags", []))
         if "instructor" in tags:
             continue
         if cell.cell_type == "code":
-            cell.source = "# YOUR CODE HERE" if "solution" in tags else strip_code(cell.source, f"{assignment.master_path.name}, {cell_label(master, i)}")
+            cell.source = "# YOUR CODE HERE" if "solution" in tags else strip_code(cell.source, f"{master_name}, {cell_label(master, i)}")
             cell.outputs = []
             cell.execution_count = None
         elif cell.cell_type == "markdown":
@@ -102,38 +111,74 @@ def make_template(master: nbformat.NotebookNode, assignment: Assignment) -> nbfo
     nb.cells = cells
     for i, cell in enumerate(nb.cells):  # stable ids keep the template byte-for-byte reproducible
         cell["id"] = f"cell-{i:03d}"
+    gk = {"assignment": assignment.id}
+    if part is not None:
+        gk["part"] = part.id
+    gk["questions"] = [{"id": q.id, "points": q.points, "manual": q.manual, "defines": list(q.defines)}
+                       for q in questions]
     nb.metadata = nbformat.NotebookNode({
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "language_info": {"name": "python"},
-        "gradekit": {"assignment": assignment.id, "questions": [
-            {"id": q.id, "points": q.points, "manual": q.manual, "defines": list(q.defines)}
-            for q in assignment.questions]},
+        "gradekit": gk,
     })
     return nb
 
 
-def template_text(assignment: Assignment) -> str:
-    master = nbformat.read(str(assignment.master_path), as_version=4)
-    return nbformat.writes(make_template(master, assignment)) + "\n"
+def template_text(assignment: Assignment, part: Part | None = None) -> str:
+    """The template's text: of the assignment's master, or with ``part``, of that part's."""
+    master_path = part.master if part is not None else assignment.master_path
+    if not master_path.is_file():
+        where = f"the master of part {part.id!r}" if part is not None else "the master notebook"
+        raise MarkerError(f"{where} {master_path} does not exist")
+    master = nbformat.read(str(master_path), as_version=4)
+    return nbformat.writes(make_template(master, assignment, part)) + "\n"
 
 
-def check_contract(assignment: Assignment, template: str) -> list[str]:
-    """Names each question must define should be visible in the template (the contract)."""
+def check_contract(assignment: Assignment, template: str, part: Part | None = None) -> list[str]:
+    """Names each question must define should be visible in the template (the contract);
+    with ``part``, that part's questions in that part's template."""
     problems = []
-    for q in assignment.questions:
+    try:  # the cells only: the metadata lists every name each question defines, so it would always match
+        template = "\n".join(c.source for c in nbformat.reads(template, as_version=4).cells)
+    except Exception:  # not a notebook's text: search it as it is
+        pass
+    questions = assignment.only_part(part).questions if part is not None else assignment.questions
+    for q in questions:
         for name in q.defines:
             if not re.search(rf"\b{re.escape(name)}\b", template):
-                problems.append(f"question {q.id}: `{name}` is never mentioned in the student template")
+                where = f"the student template of {part.title}" if part is not None else "the student template"
+                problems.append(f"question {q.id}: `{name}` is never mentioned in {where}")
     return problems
 
 
+def check_contracts(assignment: Assignment) -> list[str]:
+    """:func:`check_contract` on every template the assignment has (one per part with parts)."""
+    return [p for part, _, _ in assignment.templates
+            for p in check_contract(assignment, template_text(assignment, part), part)]
+
+
+def write_templates(assignment: Assignment) -> list[Path]:
+    """Write every student template (one, or one per part in ``student_templates/ID/``); all
+    are made before any is written, so a marker error in one part writes nothing."""
+    texts = [(path, template_text(assignment, part)) for part, _, path in assignment.templates]
+    for path, text in texts:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return [path for path, _ in texts]
+
+
 def write_template(assignment: Assignment) -> Path:
-    path = assignment.template_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(template_text(assignment))
-    return path
+    """The one template of an assignment without parts (see :func:`write_templates`)."""
+    if assignment.parts:
+        raise ValueError(f"assignment {assignment.id!r} has parts: use write_templates (one template per part)")
+    return write_templates(assignment)[0]
+
+
+def stale_templates(assignment: Assignment) -> list[Path]:
+    """The templates that are missing or differ from what the masters give now."""
+    return [path for part, _, path in assignment.templates
+            if not path.exists() or path.read_text() != template_text(assignment, part)]
 
 
 def is_stale(assignment: Assignment) -> bool:
-    path = assignment.template_path
-    return not path.exists() or path.read_text() != template_text(assignment)
+    return bool(stale_templates(assignment))

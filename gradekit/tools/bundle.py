@@ -2,7 +2,8 @@
 
 ``gradekit assign ID`` writes ``build/student/ID.zip``::
 
-    ID/ID.ipynb                          the student template
+    ID/ID.ipynb                          the student template (with [[parts]]: one per part,
+                                         named as the part, e.g. ID/netid_hw4_p1.ipynb)
     ID/gradekit.toml                     makes the folder a course, so `gradekit check` finds it
     ID/assignments/ID/assignment.toml    the spec (questions, points, limits)
     ID/assignments/ID/public_tests/      the public tests
@@ -27,13 +28,26 @@ CHECKER_REQUIREMENTS = ["numpy", "nbformat", "nbclient", "jupyter_client", "ipyk
 
 def readme(assignment: Assignment) -> str:
     aid = assignment.id
+    if assignment.parts:
+        names = [path.name for _, _, path in assignment.templates]
+        yours = ("Your notebooks, one per part, are " + ", ".join(
+            f"`{path.name}` ({part.title})" for part, _, path in assignment.templates)
+            + ". Rename each with your netid in place of `netid` (each name must match "
+            + ", ".join(f"`{p.pattern}`" for p in assignment.parts) + " respectively). Work in them, then "
+            "check one against the public tests of its part, or the folder holding all of them:")
+        run = f".venv/bin/python -m gradekit check {names[0]}\n.venv/bin/python -m gradekit check . -a {aid}"
+        hand_in = "Hand in every part's notebook, named as above (not this folder)."
+    else:
+        yours = f"Your notebook is `{aid}.ipynb`. Work in it, then check it against the public tests:"
+        run = f".venv/bin/python -m gradekit check {aid}.ipynb"
+        hand_in = f"Hand in `{aid}.ipynb` (not this folder)."
     return f"""# {assignment.title}
 
-Your notebook is `{aid}.ipynb`. Work in it, then check it against the public tests:
+{yours}
 
 ```
 python -m venv .venv && .venv/bin/pip install {' '.join(CHECKER_REQUIREMENTS)}
-.venv/bin/python -m gradekit check {aid}.ipynb
+{run}
 ```
 
 (run these commands in this folder; on Windows use `.venv\\Scripts\\python`). The check runs
@@ -42,7 +56,7 @@ line per question. Passing the public tests does not guarantee full marks: hidde
 when you submit, on inputs of their own. Questions marked "graded by course staff" are
 read by a person.
 
-Hand in `{aid}.ipynb` (not this folder).
+{hand_in}
 
 Made by gradekit {__version__}.
 """
@@ -61,7 +75,8 @@ def write_bundle(assignment: Assignment, out: Path | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     with zipfile.ZipFile(tmp, "w") as zf:
-        _add(zf, f"{aid}/{aid}.ipynb", assignment.template_path.read_bytes())
+        for _, _, template in assignment.templates:  # one, or one per part
+            _add(zf, f"{aid}/{template.name if assignment.parts else f'{aid}.ipynb'}", template.read_bytes())
         _add(zf, f"{aid}/{CONFIG_NAME}", f'# A gradekit course folder: `gradekit check` finds {aid} here.\ntitle = "{aid} (student bundle)"\n')
         _add(zf, f"{aid}/assignments/{aid}/assignment.toml", (assignment.root / "assignment.toml").read_bytes())
         if assignment.public_tests_dir.is_dir():

@@ -59,6 +59,18 @@ def test_the_submission_key_changes_with_any_part(tmp_path):
     assert a.content_key != b.content_key and a.content_key == c.content_key
 
 
+def test_the_same_parts_with_other_notes_are_graded_apart(tmp_path):
+    """Identical notebooks are graded once and the report copied to each submitter: a submitter
+    whose folder also holds a notebook that was not graded must not get the other's report,
+    which would lose the note saying so (found by hw4-cnn's misnamed-part test)."""
+    for k in "ab":
+        write(tmp_path / k / "s", "s_hw4_p1.ipynb", nb("x = 1"))
+    write(tmp_path / "b" / "s", "s_homework_p2_final.ipynb", nb("y = 1"))  # named like no part, unmarked
+    a, b = (one([tmp_path / k]) for k in "ab")
+    assert b.notes and "`s_homework_p2_final.ipynb` was not graded" in b.notes[0] and not a.notes
+    assert a.parts["p1"].sha256 == b.parts["p1"].sha256 and a.content_key != b.content_key
+
+
 def test_a_missing_part_has_the_reason(tmp_path):
     write(tmp_path / "class" / "bob", "bob_hw4_p1.ipynb")
     item = one([tmp_path / "class"])
