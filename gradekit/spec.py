@@ -140,6 +140,7 @@ class Part:
     pattern: str                # fnmatch pattern of the notebook's file name: "*_hw4_p2.ipynb"
     questions: tuple[str, ...]  # the questions graded against this notebook's kernel
     master: Path                # the part's master notebook
+    staff_only: bool = False    # every question is graded by staff: the notebook may be prose only
 
     def matches(self, file_name: str) -> bool:
         """``file_name`` (the last component only) matches the pattern, case-insensitively."""
@@ -401,7 +402,8 @@ def _parts(raw: Any, questions: list[Question], folder: Path, spec_file: Path) -
         if master.is_absolute() or ".." in master.parts:
             raise SpecError(f"{spec_file}: part {pid!r}: master {str(master)!r} must be a path inside the "
                             "assignment's folder")
-        parts.append(Part(pid, str(p.get("title", pid)), pattern, tuple(qids), folder / master))
+        parts.append(Part(pid, str(p.get("title", pid)), pattern, tuple(qids), folder / master,
+                          staff_only=all(q.manual for q in questions if q.id in qids)))
     ids = [p.id for p in parts]
     if len(set(ids)) != len(ids):
         raise SpecError(f"{spec_file}: part ids repeat: {ids}")

@@ -131,7 +131,8 @@ def match_parts(notebooks: list[str], read, assignment_id: str | None,
 
 def parts_item(source: str, submitter: str, found: dict[str, tuple[str | None, str, str]], notes: list[str],
                load, parts: tuple[Part, ...]) -> IntakeItem:
-    """One submitter's item from :func:`match_parts`' answer; ``load(name)`` gives a notebook's item."""
+    """One submitter's item from :func:`match_parts`' answer; ``load(name, code_required=...)`` gives a
+    notebook's item (a part staff grade alone may be prose only)."""
     items: dict[str, IntakeItem] = {}
     for p in parts:
         name, note, why = found[p.id]
@@ -139,7 +140,7 @@ def parts_item(source: str, submitter: str, found: dict[str, tuple[str | None, s
             items[p.id] = IntakeItem(source="", sha256="", submitter=submitter, rejected=why,
                                      missing=why == p.missing_reason)
             continue
-        one = load(name)
+        one = load(name, code_required=not p.staff_only)
         one.submitter, one.note = submitter, note
         items[p.id] = one
     # the notes are part of what is graded: two submitters with the same notebooks but other notes
@@ -202,7 +203,7 @@ def _read_capped(path: Path) -> bytes:
         return fh.read(MAX_NOTEBOOK_BYTES + 1)
 
 
-def _from_file(path: Path, source: str, submitter: str) -> IntakeItem:
+def _from_file(path: Path, source: str, submitter: str, code_required: bool = True) -> IntakeItem:
     if path.is_symlink():
         item = IntakeItem(source=source, sha256="", rejected="the submission is a symbolic link; refused")
     elif not path.name.lower().endswith(".ipynb"):
@@ -211,7 +212,7 @@ def _from_file(path: Path, source: str, submitter: str) -> IntakeItem:
         item = IntakeItem(source=source, sha256="", rejected=f"the notebook is {path.stat().st_size:,} bytes, "
                           f"over the limit of {MAX_NOTEBOOK_BYTES:,}")
     else:
-        item = load_bytes(source, _read_capped(path))
+        item = load_bytes(source, _read_capped(path), code_required=code_required)
     item.submitter = submitter
     return item
 
@@ -227,7 +228,7 @@ def _submitter_folder(folder: Path, label: str, submitter: str, assignment_id: s
     if parts:
         found, notes = match_parts(notebooks, lambda n: _read_capped(folder / n), assignment_id, parts)
         item = parts_item(label, submitter, found, notes,
-                          lambda n: _from_file(folder / n, f"{label}/{n}", submitter), parts)
+                          lambda n, **kw: _from_file(folder / n, f"{label}/{n}", submitter, **kw), parts)
     else:
         chosen, why = pick_notebook(notebooks, lambda n: _read_capped(folder / n), assignment_id)
         if chosen is None:
@@ -327,7 +328,7 @@ def _from_zip(path: Path, label: str, assignment_id: str | None,
             with archive.open(info) as fh:
                 return fh.read(MAX_NOTEBOOK_BYTES + 1)  # the header may lie; never read more
 
-        def load(info: zipfile.ZipInfo) -> IntakeItem:
+        def load(info: zipfile.ZipInfo, code_required: bool = True) -> IntakeItem:
             nonlocal total
             where = f"{label}:{info.filename}"
             if info.file_size > MAX_NOTEBOOK_BYTES:
@@ -338,7 +339,7 @@ def _from_zip(path: Path, label: str, assignment_id: str | None,
                 return IntakeItem(source=where, sha256="",
                                   rejected="the zip holds more notebook data than the limit; the rest was not read")
             try:
-                return load_bytes(where, read(info))
+                return load_bytes(where, read(info), code_required=code_required)
             except Exception as exc:
                 return IntakeItem(source=where, sha256="", rejected=f"the zip entry cannot be read: {exc}")
 
@@ -358,7 +359,7 @@ def _from_zip(path: Path, label: str, assignment_id: str | None,
             if parts:
                 found, notes = match_parts(sorted(by_rel), lambda n: read(by_rel[n]), assignment_id, parts)
                 item = parts_item(f"{label}:{key}" if key else label, submitter, found, notes,
-                                  lambda n: load(by_rel[n]), parts)
+                                  lambda n, **kw: load(by_rel[n], **kw), parts)
             else:
                 chosen, why = pick_notebook(sorted(by_rel), lambda n: read(by_rel[n]), assignment_id)
                 if chosen is None:
@@ -399,7 +400,7 @@ def collect(paths: list[str | Path], assignment_id: str | None = None,
         elif p.exists() and parts and p.suffix.lower() == ".ipynb":  # one notebook: one part, the others missing
             found, notes = match_parts([p.name], lambda n: _read_capped(p), assignment_id, parts)
             out.append(parts_item(label, identity.from_file(p.name), found, notes,
-                                  lambda n: _from_file(p, label, identity.from_file(p.name)), parts))
+                                  lambda n, **kw: _from_file(p, label, identity.from_file(p.name), **kw), parts))
         elif p.exists():
             out.append(_from_file(p, label, identity.from_file(p.name)))
         else:

@@ -115,8 +115,10 @@ def _reject(source: str, data: bytes | None, reason: str) -> IntakeItem:
     return IntakeItem(source=source, sha256=digest, rejected=reason)
 
 
-def load_bytes(source: str, data: bytes, *, max_bytes: int = MAX_NOTEBOOK_BYTES) -> IntakeItem:
-    """Validate one notebook given as bytes."""
+def load_bytes(source: str, data: bytes, *, max_bytes: int = MAX_NOTEBOOK_BYTES,
+               code_required: bool = True) -> IntakeItem:
+    """Validate one notebook given as bytes. ``code_required=False``: a notebook of prose only is
+    accepted (a part whose questions staff grade); otherwise it is refused as empty."""
     if len(data) > max_bytes:
         return _reject(source, data, f"the notebook is {len(data):,} bytes, over the limit of {max_bytes:,}")
     try:
@@ -139,7 +141,7 @@ def load_bytes(source: str, data: bytes, *, max_bytes: int = MAX_NOTEBOOK_BYTES)
     except Exception as exc:  # nbformat raises several types; any is a rejection
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         return _reject(source, data, f"the notebook does not follow the nbformat schema: {reason}")
-    if not any(c.cell_type == "code" and c.source.strip() for c in nb.cells):
+    if code_required and not any(c.cell_type == "code" and c.source.strip() for c in nb.cells):
         return _reject(source, data, "the notebook has no code to run (no non-empty code cells)")
     if nb.metadata.get("kernelspec", {}).get("language", "python") not in ("python", ""):
         return _reject(source, data, "the notebook's kernel is not Python")

@@ -192,3 +192,31 @@ def test_without_parts_intake_is_unchanged(tmp_path):
 def test_match_parts_prefers_a_single_pattern(tmp_path):
     found, notes = match_parts(["a_hw4_p1.ipynb"], lambda n: b"{}", "hw4", PARTS)
     assert found["p1"] == ("a_hw4_p1.ipynb", "", "") and found["p2"] == (None, "", MISSING_P2) and notes == []
+
+
+def test_a_part_staff_grade_alone_may_be_prose_only_and_no_other_part_may(tmp_path):
+    """Problem 3 of Homework 4 is all prose: its notebook may hold Markdown only. A part with an
+    automatically graded question still needs code (an empty notebook is refused as empty), in a
+    folder and in a zip alike."""
+    from nbformat.v4 import new_markdown_cell
+    parts = (PARTS[0], Part("p2", "Problem 2", "*_hw4_p2.ipynb", ("q3",), Path("m2.ipynb"), staff_only=True))
+    prose = new_notebook(cells=[new_markdown_cell("My answer: semi-supervised learning ...")])
+    for name, kept in (("p2", True), ("p1", False)):  # prose handed in for the staff-only part, then for the other
+        folder = tmp_path / name / "carol"
+        write(folder, f"carol_hw4_{name}.ipynb", prose)
+        write(folder, f"carol_hw4_{'p1' if name == 'p2' else 'p2'}.ipynb")
+        item = one([folder.parent], parts)
+        assert bool(item.parts[name].rejected) is not kept, item.parts[name].rejected
+        if not kept:
+            assert "no code to run" in item.parts[name].rejected
+        zipped = tmp_path / f"{name}.zip"
+        with zipfile.ZipFile(zipped, "w") as zf:
+            for f in folder.iterdir():
+                zf.write(f, f.name)
+        assert bool(one([zipped], parts).parts[name].rejected) is not kept
+
+
+def test_a_part_is_staff_only_when_each_of_its_questions_is_manual():
+    from gradekit.spec import load
+    a = load("hw4-cnn")
+    assert [p.staff_only for p in a.parts] == [False, True]   # p1 has automatic questions, p3 none

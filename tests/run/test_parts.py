@@ -384,3 +384,19 @@ def test_the_gradescope_runner_grades_the_parts_it_is_handed(tmp_path):
     results = json.loads((tmp_path / "results" / "results.json").read_text())
     q3 = next(t for t in results["tests"] if t["number"] == "q3")
     assert results["score"] == 3 and q3["score"] == 0 and "no notebook for Problem 2 found" in q3["output"]
+
+
+def test_a_prose_only_part_that_staff_grade_is_graded_not_refused(tmp_path):
+    """hw4-cnn's Problem 3 handed in as Markdown only (its one code cell deleted): the
+    submission is graded, Problem 1 keeps its points, Problem 3's questions are listed for staff."""
+    from support import grade_notebooks
+    a = load("hw4-cnn")
+    p1, p3 = (nbformat.read(str(p.master), as_version=4) for p in a.parts)
+    p3.cells = [c for c in p3.cells if c.cell_type != "code"]
+    assert p3.cells and all(c.cell_type == "markdown" for c in p3.cells)
+    rep = grade_notebooks("hw4-cnn", {"prose": {"p1": p1, "p3": p3}}, tmp_path)["prose"]
+    assert rep["status"] == "graded", rep["reason"]
+    assert rep["score"] == pytest.approx(a.auto_points), rep["tests"]
+    p3_rows = [q for q in rep["questions"] if q["part"] == "p3"]
+    assert p3_rows and all(q["status"] == "manual" for q in p3_rows), p3_rows
+    assert not any("no code" in str(p.get("reason") or "") for p in rep["parts"]), rep["parts"]
