@@ -274,9 +274,12 @@ def _host_process_count() -> int:
 def _sandbox_processes() -> list[str]:
     """Processes of the process backend's user left running (a kernel or its children).
     Zombies are not counted: they run nothing, and where PID 1 does not reap orphans (some
-    containers) they stay until the machine's PID 1 does."""
+    containers) they stay until the machine's PID 1 does. Nor are the kernels of another
+    checkout's run on the same machine (its own venv's python): the sandbox user is shared."""
     out = subprocess.run(["ps", "-u", SANDBOX_USER, "-o", "pid=,stat=,args="], capture_output=True, text=True).stdout
-    return [line.strip() for line in out.splitlines() if line.split()[1:2] and not line.split()[1].startswith("Z")]
+    ours = str(ROOT / ".venv" / "bin" / "python")
+    return [line.strip() for line in out.splitlines() if line.split()[1:2] and not line.split()[1].startswith("Z")
+            and not ("ipykernel_launcher" in line and line.split()[2:3] != [ours])]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
