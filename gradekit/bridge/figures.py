@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from .protocol import BridgeDecodeError
+from .protocol import SHIM_LIMITS, BridgeDecodeError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,11 +60,12 @@ def _array(x, what: str, ndim: int) -> np.ndarray:
 
 def figure_data(reply, what: str) -> FigureData:
     """The reply of the kernel's ``figure`` request, checked and typed."""
-    if not isinstance(reply, list):
+    if not isinstance(reply, list) or len(reply) > SHIM_LIMITS["max_layers"]:  # the shim cuts at this number
         raise BridgeDecodeError(f"the reply describing {what} is malformed")
     panels = []
     for p in reply:
-        if not (isinstance(p, dict) and isinstance(p.get("title"), str) and isinstance(p.get("scatters"), list)):
+        if not (isinstance(p, dict) and isinstance(p.get("title"), str) and isinstance(p.get("scatters"), list)
+                and len(p["scatters"]) <= SHIM_LIMITS["max_layers"]):
             raise BridgeDecodeError(f"the reply describing {what} is malformed")
         scatters = []
         for s in p["scatters"]:

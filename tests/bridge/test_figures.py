@@ -80,3 +80,16 @@ def test_forged_figures_are_refused_or_capped(submission):
         submission.figure("three_columns")
     assert len(submission.figure("many").panels) == 1000     # SHIM_LIMITS["max_layers"]
     assert len(submission.figure("kept").panels) == 3         # and the kernel serves on
+
+
+def test_a_reply_past_the_shims_caps_is_forged():
+    """The shim never sends more than max_layers panels or scatters: more is a forged reply."""
+    from gradekit.bridge.figures import figure_data
+    from gradekit.bridge.protocol import SHIM_LIMITS
+    n = SHIM_LIMITS["max_layers"]
+    panel = {"title": "t", "scatters": []}
+    assert len(figure_data([panel] * n, "`f`").panels) == n
+    with pytest.raises(BridgeDecodeError):
+        figure_data([panel] * (n + 1), "`f`")
+    with pytest.raises(BridgeDecodeError):
+        figure_data([{"title": "t", "scatters": [{}] * (n + 1)}], "`f`")
