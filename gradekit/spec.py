@@ -53,6 +53,9 @@ notebooks")::
     pattern = "*_hw4_p1.ipynb"   # fnmatch on the file name, case-insensitive
     questions = ["q1", "q2"]     # every question belongs to exactly one part
     master = "master_p1.ipynb"   # beside assignment.toml (the default: master_<id>.ipynb)
+    [parts.limits]               # this part's own limits, in place of [limits] (any field)
+    memory_mb = 3072
+    total_timeout = 300
 """
 from __future__ import annotations
 
@@ -141,6 +144,7 @@ class Part:
     questions: tuple[str, ...]  # the questions graded against this notebook's kernel
     master: Path                # the part's master notebook
     staff_only: bool = False    # every question is graded by staff: the notebook may be prose only
+    limits: tuple[tuple[str, float], ...] = ()  # [parts.limits]: (field, value) in place of [limits]
 
     def matches(self, file_name: str) -> bool:
         """``file_name`` (the last component only) matches the pattern, case-insensitively."""
@@ -204,17 +208,27 @@ class Assignment:
         notebook of the submission is graded against: names it must define, outputs shown)."""
         return dataclasses.replace(self, questions=tuple(q for q in self.questions if q.id in part.questions), parts=())
 
+    def part_limits(self, part: Part, limits: Limits) -> Limits:
+        """The limits ``part``'s notebook runs under: the batch's ``limits``, with the part's
+        own ``[parts.limits]`` in place of ``[limits]``, except where the batch's differ from
+        ``[limits]`` (a command-line option applies to every part)."""
+        return limits.replace(**{k: v for k, v in part.limits if getattr(limits, k) == getattr(self.limits, k)})
+
+    def kernel_limits(self, limits: Limits) -> tuple[Limits, ...]:
+        """The limits of each notebook one submission runs: one per part, else ``limits``."""
+        return tuple(self.part_limits(p, limits) for p in self.parts) or (limits,)
+
     def time_budget(self, limits: Limits) -> float:
         """Seconds the notebooks of one submission may run together."""
         if not self.parts:
             return limits.total_timeout
-        return self.submission_timeout or limits.total_timeout * len(self.parts)
+        return self.submission_timeout or sum(one.total_timeout for one in self.kernel_limits(limits))
 
     def hard_wall(self, limits: Limits) -> float:
         """Seconds one submission's grading may take at most, end to end (all its parts)."""
         if not self.parts:
             return limits.hard_wall
-        return self.time_budget(limits) + limits.grading_allowance * len(self.parts)
+        return self.time_budget(limits) + sum(one.grading_allowance for one in self.kernel_limits(limits))
 
     def data_set(self, name: str) -> DataSet:
         for d in self.data:
@@ -338,7 +352,7 @@ def load(assignment_id: str, root: Path | None = None) -> Assignment:
     gpu = raw.get("gpu", "none")
     if gpu not in GPU_MODES:
         raise SpecError(f"{spec_file}: gpu must be one of {GPU_MODES}, not {gpu!r}")
-    parts = _parts(raw.get("parts", []), questions, folder, spec_file)
+    parts = _parts(raw.get("parts", []), questions, folder, spec_file, limits)
     budget = raw.get("submission_timeout")
     if budget is not None:
         if not parts:
@@ -365,8 +379,24 @@ def load(assignment_id: str, root: Path | None = None) -> Assignment:
     )
 
 
-def _parts(raw: Any, questions: list[Question], folder: Path, spec_file: Path) -> tuple[Part, ...]:
-    """``[[parts]]``, checked: every question in exactly one part, ids and patterns distinct."""
+def _part_limits(raw: Any, base: Limits, where: str) -> tuple[tuple[str, float], ...]:
+    """A part's ``[parts.limits]``: known fields, values valid as :class:`Limits` takes them."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: limits must be a table ([parts.limits]), not {raw!r}")
+    known = {f.name for f in dataclasses.fields(Limits)}
+    unknown = set(raw) - known
+    if unknown:
+        raise SpecError(f"{where}: unknown limits {sorted(unknown)}; known: {sorted(known)}")
+    try:
+        dataclasses.replace(base, **raw)  # Limits checks each value
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    return tuple(sorted(raw.items()))
+
+
+def _parts(raw: Any, questions: list[Question], folder: Path, spec_file: Path, limits: Limits) -> tuple[Part, ...]:
+    """``[[parts]]``, checked: every question in exactly one part, ids and patterns distinct,
+    a part's own ``limits`` valid on top of the assignment's."""
     if not raw:
         return ()
     if not isinstance(raw, list) or not all(isinstance(p, dict) for p in raw):
@@ -378,7 +408,7 @@ def _parts(raw: Any, questions: list[Question], folder: Path, spec_file: Path) -
         missing = [k for k in ("id", "pattern", "questions") if k not in p]
         if missing:
             raise SpecError(f"{spec_file}: part #{i + 1} lacks {', '.join(repr(k) for k in missing)}")
-        unknown = set(p) - {"id", "title", "pattern", "questions", "master"}
+        unknown = set(p) - {"id", "title", "pattern", "questions", "master", "limits"}
         if unknown:
             raise SpecError(f"{spec_file}: part #{i + 1}: unknown keys {sorted(unknown)}")
         pid, pattern = str(p["id"]), str(p["pattern"])
@@ -402,8 +432,9 @@ def _parts(raw: Any, questions: list[Question], folder: Path, spec_file: Path) -
         if master.is_absolute() or ".." in master.parts:
             raise SpecError(f"{spec_file}: part {pid!r}: master {str(master)!r} must be a path inside the "
                             "assignment's folder")
+        own = _part_limits(p.get("limits", {}), limits, f"{spec_file}: part {pid!r}")
         parts.append(Part(pid, str(p.get("title", pid)), pattern, tuple(qids), folder / master,
-                          staff_only=all(q.manual for q in questions if q.id in qids)))
+                          staff_only=all(q.manual for q in questions if q.id in qids), limits=own))
     ids = [p.id for p in parts]
     if len(set(ids)) != len(ids):
         raise SpecError(f"{spec_file}: part ids repeat: {ids}")

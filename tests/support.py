@@ -100,6 +100,16 @@ def variant_part(assignment, variant: dict, masters: dict[str, nbformat.Notebook
     return hits[0]
 
 
+def reachable_points(assignment, variant: dict) -> float:
+    """The automatic points a wrong variant or valid alternative can score at most: all of
+    them; with [[parts]] its own part's, as it is handed in alone (see SelectedNotebooks)."""
+    if not assignment.parts:
+        return assignment.auto_points
+    masters = {p.id: nbformat.read(str(p.master), as_version=4) for p in assignment.parts}
+    part = assignment.part(variant_part(assignment, variant, masters))
+    return sum(assignment.question(q).points for q in part.questions if not assignment.question(q).manual)
+
+
 def master_and_variant_in_the_torch_image(assignment_id: str, variant: str, tmp: Path):
     """Grade the master and the wrong variant ``variant`` in the full Docker grading image, as
     `gradekit grade --sandbox docker` does, and check them as test_assignments.py checks the
@@ -133,7 +143,8 @@ class SelectedNotebooks:
     "master", "template", "variant-NAME", "alt-NAME", and with [[parts]] "missing-PART": the
     masters less that part; "misnamed-PART" / "unmarked-PART": that part's master under a name
     no pattern matches, with / without the part in its metadata), in one batch per assignment. With [[parts]] each is a folder of
-    the parts' notebooks, and a variant edits the part it names (``part``, else its question's). A variant
+    the parts' notebooks, and a variant edits the part it names (``part``, else its question's),
+    handed in alone (the other parts' kernels would only repeat the masters). A variant
     whose ``replace`` text is not in the master fails alone. ``grade``, ``variants`` and
     ``alternatives`` are seams for tests."""
 
@@ -169,9 +180,9 @@ class SelectedNotebooks:
                                        f"{want}_homework_{gone}_final.ipynb": book}
                 else:
                     try:
-                        if a.parts:  # the variant edits one part; the others are the masters
+                        if a.parts:  # the variant edits one part, handed in alone: the others are missing
                             pid = variant_part(a, variants[want], masters)
-                            notebooks[want] = {**masters, pid: apply_variant(masters[pid], variants[want]["replace"])}
+                            notebooks[want] = {pid: apply_variant(masters[pid], variants[want]["replace"])}
                         else:
                             notebooks[want] = apply_variant(master, variants[want]["replace"])
                     except AssertionError as exc:  # a typo in one variant fails that variant alone

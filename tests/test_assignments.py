@@ -1,6 +1,7 @@
 """Every assignment's graders can fail: master full marks, template zero, each wrong variant
 (tests/fixtures/ID/variants.toml) loses exactly its question's points, and each valid
-alternative (tests/fixtures/ID/alternatives.toml) keeps full marks.
+alternative (tests/fixtures/ID/alternatives.toml) keeps full marks. With [[parts]], a variant
+or alternative is handed in as its own part alone: full marks are that part's points.
 
 Each variant is a test of its own (``-k 'cv1-a5:bn-eval'`` selects one): only the selected
 notebooks are graded, in one batch per assignment (conftest's ``graded``, which other
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from support import ROOT, load_alternatives, load_variants
+from support import ROOT, load_alternatives, load_variants, reachable_points
 from gradekit.tools.assign import stale_templates
 from gradekit.spec import load
 
@@ -79,7 +80,7 @@ def test_wrong_variant_loses_exactly_its_question(graded, aid, variant):
         assert per_q[qid]["points_earned"] == 0, f"{variant['name']} kept points on {qid}:\n{_explain(rep)}"
         # a question worth no points (a check shown to staff) must still fail
         assert per_q[qid]["status"] != "passed", f"{variant['name']} passed {qid}:\n{_explain(rep)}"
-    want = a.auto_points - sum(a.question(qid).points for qid in losing)
+    want = reachable_points(a, variant) - sum(a.question(qid).points for qid in losing)
     assert rep["score"] == pytest.approx(want), f"{variant['name']} lost points elsewhere:\n{_explain(rep)}"
     same_verdict_under_other_secrets(rep)
 
@@ -98,7 +99,7 @@ ALTERNATIVES = [(aid, alt) for aid in ASSIGNMENTS for alt in load_alternatives(a
 def test_valid_alternative_keeps_full_marks(graded, aid, alternative):
     rep = graded(aid, f"alt-{alternative['name']}")
     assert rep["status"] == "graded", rep["reason"]
-    assert rep["score"] == pytest.approx(load(aid).auto_points), _explain(rep)
+    assert rep["score"] == pytest.approx(reachable_points(load(aid), alternative)), _explain(rep)
     same_verdict_under_other_secrets(rep)
 
 

@@ -330,6 +330,27 @@ def test_one_variants_typo_fails_that_variant_alone_and_only_selected_ones_are_g
     assert batches == [["variant-ok"]]   # nothing graded again
 
 
+def test_a_variant_of_a_part_is_handed_in_as_that_part_alone(tmp_path_factory):
+    """With [[parts]], a wrong variant or valid alternative is its own part's notebook only (the
+    other parts missing): they would rerun the masters. Its full marks are its part's points."""
+    from support import SelectedNotebooks, reachable_points
+    from gradekit.spec import load
+    handed = {}
+
+    def grade(aid, notebooks, tmp):
+        handed.update(notebooks)
+        return {n: {} for n in notebooks}
+
+    variants = [{"name": "rf", "question": "1.3a", "replace": [["def receptive_field", "def receptive_field"]]}]
+    selected = SelectedNotebooks({"hw4-cnn": {"variant-rf", "master"}}, tmp_path_factory, grade, lambda aid: variants)
+    selected("hw4-cnn", "variant-rf")
+    a = load("hw4-cnn")
+    assert sorted(handed["variant-rf"]) == ["p1"] and sorted(handed["master"]) == [p.id for p in a.parts]
+    p1 = sum(a.question(q).points for q in a.part("p1").questions if not a.question(q).manual)
+    assert reachable_points(a, variants[0]) == p1
+    assert reachable_points(load("example"), variants[0]) == load("example").auto_points
+
+
 def test_without_a_secret_the_inputs_cannot_be_predicted_from_the_notebook(tmp_path, gradekit_home):
     """Issue 17.1: a course secret is made on first use, kept outside the course (0600 in a
     0700 folder), and used by every run, so --resume still reuses reports."""

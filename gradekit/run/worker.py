@@ -144,7 +144,7 @@ def grade_parts(assignment: Assignment, parts: tuple[JobPart, ...], *, submissio
     in :func:`grade`, and only its questions are graded against that kernel; the kernel is
     shut down before the next part starts. The notebooks share one time budget
     (:meth:`Assignment.time_budget`): each part may run what the parts before it left, at
-    most ``limits.total_timeout``. A part without a notebook scores zero on its questions,
+    most its own ``total_timeout``; each runs under its own limits (:meth:`Assignment.part_limits`). A part without a notebook scores zero on its questions,
     with the reason. ``notes``: what intake said (notebooks not graded, and why)."""
     t0 = time.monotonic()
     found = {p.part: p for p in parts}
@@ -169,7 +169,8 @@ def grade_parts(assignment: Assignment, parts: tuple[JobPart, ...], *, submissio
             result.status, result.reason = "error", why
             unrun[part.id] = ("not_graded", why)
             continue
-        mine = limits.replace(total_timeout=min(limits.total_timeout, left))
+        own = assignment.part_limits(part, limits)
+        mine = own.replace(total_timeout=min(own.total_timeout, left))
         result.time_limit = mine.total_timeout
         nb = nbformat.read(str(jp.notebook), as_version=4)
         ref = SubmissionRef(id=f"{submission.id}-{part.id}", sha256=jp.sha256, submitter=submission.submitter,

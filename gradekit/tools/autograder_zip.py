@@ -98,26 +98,37 @@ def needs_torch(assignment: Assignment) -> bool:
     if isinstance(declared, bool):
         return declared
     pattern = re.compile(r"^\s*(import torch|from torch)", re.M)
-    files = [assignment.master_path, *assignment.public_tests_dir.rglob("*.py"), *assignment.graders_dir.rglob("*.py")]
-    return any(f.is_file() and pattern.search(f.read_text(errors="replace")) for f in files)
+    masters = [master for _, master, _ in assignment.templates]  # each part's, with [[parts]]
+    sources = [_code_of(m) for m in masters if m.is_file()]
+    sources += [f.read_text(errors="replace") for f in (*assignment.public_tests_dir.rglob("*.py"),
+                                                        *assignment.graders_dir.rglob("*.py")) if f.is_file()]
+    return any(pattern.search(text) for text in sources)
+
+
+def _code_of(notebook: Path) -> str:
+    """A trusted notebook's code cells, one after the other (its JSON would hide ``import`` behind quotes)."""
+    nb = json.loads(notebook.read_text(errors="replace"))
+    return "\n".join("".join(c.get("source", "")) for c in nb.get("cells", []) if c.get("cell_type") == "code")
 
 
 def resource_warnings(assignment: Assignment, *, torch: bool) -> tuple[list[str], int, int]:
     """Warnings when the assignment needs more than Gradescope's defaults; and the memory
     (MB) and time (s) it needs."""
     lim = assignment.limits
-    memory = lim.memory_mb + (TRUSTED_OVERHEAD_TORCH_MB if torch else TRUSTED_OVERHEAD_MB)
+    kernel_mb = max(one.memory_mb for one in assignment.kernel_limits(lim))  # parts run one at a time
+    memory = kernel_mb + (TRUSTED_OVERHEAD_TORCH_MB if torch else TRUSTED_OVERHEAD_MB)
     seconds = int(assignment.hard_wall(lim))  # with [[parts]]: all their notebooks, and grading each
     warnings = []
     if memory > GRADESCOPE_MEMORY_MB:
         warnings.append(
-            f"the notebook may use {lim.memory_mb} MB (limits.memory_mb) and the grader about "
-            f"{memory - lim.memory_mb} MB more, {memory} MB in all: more than Gradescope's default "
+            f"the notebook may use {kernel_mb} MB (limits.memory_mb) and the grader about "
+            f"{memory - kernel_mb} MB more, {memory} MB in all: more than Gradescope's default "
             f"{GRADESCOPE_MEMORY_MB} MB. Give the autograder more memory in Gradescope's autograder "
             f"settings, or lower limits.memory_mb in assignments/{assignment.id}/assignment.toml.")
     if seconds > GRADESCOPE_TIMEOUT_S:
         warnings.append(
-            f"the notebook may run {lim.total_timeout:g} s (limits.total_timeout), {seconds} s with "
+            f"the notebook may run {assignment.time_budget(lim):g} s (limits.total_timeout"
+            f"{', of every part together' if assignment.parts else ''}), {seconds} s with "
             f"grading (limits.grading_allowance): more than Gradescope's default timeout of {GRADESCOPE_TIMEOUT_S // 60} minutes. Raise "
             f"the autograder timeout in Gradescope's settings, or lower limits.total_timeout.")
     if assignment.gpu == "required":
@@ -199,7 +210,7 @@ def build_autograder(assignment_id: str, output_path: Path, *, torch: bool | Non
               "secret": secret if secret is not None else secrets.token_hex(16),
               "memory_mb_needed": memory, "seconds_needed": seconds, "warnings": warnings}
     members[RUNNER_CONFIG] = (json.dumps(config, indent=2) + "\n").encode()
-    members["README.md"] = readme(assignment, pypi, torch_pins, warnings, memory, seconds).encode()
+    members["README.md"] = readme(assignment, pypi, torch_pins, warnings, memory, seconds, torch=torch).encode()
     content_hash = hashlib.sha256(b"".join(k.encode() + b"\0" + v for k, v in sorted(members.items())
                                            if k != RUNNER_CONFIG)).hexdigest()[:16]
 
@@ -250,16 +261,19 @@ def try_autograder(zip_path: Path, notebook: Path, *, keep: Path | None = None) 
 
 
 def readme(assignment: Assignment, pypi: list[str], torch_pins: list[str], warnings: list[str],
-           memory: int, seconds: int) -> str:
+           memory: int, seconds: int, *, torch: bool) -> str:
     lim = assignment.limits
+    overhead = TRUSTED_OVERHEAD_TORCH_MB if torch else TRUSTED_OVERHEAD_MB
     lines = [
         f"# Gradescope autograder: {assignment.title} (`{assignment.id}`)", "",
         f"Built by gradekit {__version__}. Upload this zip as the assignment's autograder "
         "(Configure Autograder → Zip file upload), base image **Ubuntu 22.04**.", "",
         "## Resources", "",
         "| | this assignment needs | Gradescope's default |", "|---|---|---|",
-        f"| memory | {memory} MB ({lim.memory_mb} MB for the notebook + the grader) | {GRADESCOPE_MEMORY_MB} MB |",
-        f"| time | {seconds} s ({lim.total_timeout:g} s for the notebook, {lim.cell_timeout:g} s per cell, + grading) "
+        f"| memory | {memory} MB ({memory - overhead} MB for the notebook + the grader) | {GRADESCOPE_MEMORY_MB} MB |",
+        f"| time | {seconds} s ({assignment.time_budget(lim):g} s for the notebook"
+        f"{'s' if assignment.parts else ''}, {max(one.cell_timeout for one in assignment.kernel_limits(lim)):g} s "
+        "per cell at most, + grading) "
         f"| {GRADESCOPE_TIMEOUT_S} s |",
         "| GPU | " + {"none": "none", "optional": "optional (runs on the CPU here)",
                      "required": "required (Gradescope has none)"}[assignment.gpu] + " | none |", "",

@@ -28,7 +28,7 @@ import nbformat
 import pytest
 
 from support import ROOT, apply_variant, load_variants, needs_root
-from gradekit.tools.autograder_zip import build_autograder, requirements, resource_warnings
+from gradekit.tools.autograder_zip import build_autograder, needs_torch, requirements, resource_warnings
 from gradekit.intake import gradescope_submission
 from gradekit.spec import load
 
@@ -93,6 +93,22 @@ def test_resource_warnings_against_gradescope_defaults():
     assert resource_warnings(small, torch=False)[0] == []
     slow = dataclasses.replace(a, limits=a.limits.replace(memory_mb=400, total_timeout=900))
     assert any("10 minutes" in w for w in resource_warnings(slow, torch=False)[0])
+
+
+def test_a_part_with_limits_of_its_own_sets_what_gradescope_must_give(tmp_path):
+    """[[parts]]: the memory asked for is the largest part's (they run one at a time), the time
+    all parts' together; a part that imports torch makes the zip a torch one."""
+    from test_parts import SPEC, course_with_parts
+    spec = SPEC.replace("submission_timeout = 14\n", "").replace(
+        'questions = ["q3"]', 'questions = ["q3"]\n[parts.limits]\nmemory_mb = 1500\ntotal_timeout = 700')
+    a = load("hw4", course_with_parts(tmp_path, spec))
+    warnings, memory, seconds = resource_warnings(a, torch=False)
+    assert memory - 1500 == resource_warnings(dataclasses.replace(a, parts=()), torch=False)[1] - 512
+    assert seconds == 8 + 700 + 2 * a.limits.grading_allowance
+    assert any("1500 MB" in w for w in warnings) and any("708 s" in w for w in warnings), warnings
+    (a.root / "master_p2.ipynb").write_text('{"cells": [{"cell_type": "code", "source": "import torch"}]}')
+    undeclared = dataclasses.replace(a, torch=None)  # what needs_torch looks at when a spec has no `torch`
+    assert needs_torch(undeclared) and not needs_torch(dataclasses.replace(undeclared, parts=a.parts[:1]))
 
 
 def test_data_sets_packed_or_missing_are_warned_about(tmp_path, monkeypatch):

@@ -54,6 +54,9 @@ title = "Problem 1"
 pattern = "*_hw4_p1.ipynb"
 questions = ["q1", "q2"]
 
+[parts.limits]
+total_timeout = 8            # Problem 1's own; Problem 2 keeps [limits]' 10
+
 [[parts]]
 id = "p2"
 title = "Problem 2"
@@ -148,6 +151,9 @@ def test_an_assignment_without_parts_has_none(tmp_path):
     (('title = "Problem 2"', 'title = "Problem 2"\nmaster = "../x.ipynb"'), "must be a path inside"),
     (('title = "Problem 2"', 'title = "Problem 2"\nfile = "x"'), "unknown keys ['file']"),
     (("submission_timeout = 14", "submission_timeout = -1"), "submission_timeout must be a positive number"),
+    (('questions = ["q3"]', 'questions = ["q3"]\n[parts.limits]\nmemory_gb = 3'), "part 'p2': unknown limits ['memory_gb']"),
+    (('questions = ["q3"]', 'questions = ["q3"]\n[parts.limits]\nmemory_mb = -5'), "limits.memory_mb must be positive"),
+    (('questions = ["q3"]', 'questions = ["q3"]\nlimits = 3'), "limits must be a table"),
 ])
 def test_spec_errors_say_what_to_fix(tmp_path, change, message):
     old, new = change
@@ -156,6 +162,24 @@ def test_spec_errors_say_what_to_fix(tmp_path, change, message):
     with pytest.raises(SpecError) as err:
         load("hw4", course)
     assert message in str(err.value)
+
+
+def test_a_part_has_limits_of_its_own(tmp_path):
+    """[parts.limits] replaces [limits] for that part only; the budget without
+    submission_timeout is the parts' own total_timeouts together; an option given on the
+    command line (limits that differ from [limits]) applies to every part."""
+    spec = SPEC.replace("submission_timeout = 14\n", "").replace(
+        'questions = ["q3"]', 'questions = ["q3"]\n[parts.limits]\nmemory_mb = 3072\ncall_timeout = 30')
+    a = load("hw4", course_with_parts(tmp_path, spec))
+    p1, p2 = (a.part_limits(p, a.limits) for p in a.parts)
+    assert (p1.total_timeout, p1.memory_mb, p1.call_timeout) == (8, 512, 10)
+    assert (p2.total_timeout, p2.memory_mb, p2.call_timeout) == (10, 3072, 30)
+    assert a.time_budget(a.limits) == 8 + 10
+    assert a.hard_wall(a.limits) == 18 + p1.grading_allowance + p2.grading_allowance
+    cli = a.limits.replace(memory_mb=1024, total_timeout=5)   # gradekit grade --memory-mb 1024 --total-timeout 5
+    assert [(one.memory_mb, one.total_timeout, one.call_timeout) for one in a.kernel_limits(cli)] == [
+        (1024, 5, 10), (1024, 5, 30)]
+    assert load("example").kernel_limits(load("example").limits) == (load("example").limits,)
 
 
 def test_submission_timeout_needs_parts(tmp_path):
@@ -264,7 +288,7 @@ def test_a_part_that_runs_out_of_time_shares_the_budget_with_the_next(graded):
     p1, p2 = gina.parts
     assert p1.execution.status in ("completed_with_errors", "timeout"), p1.execution
     assert any(c.status == "timeout" for c in p1.execution.cells)
-    assert p1.time_limit == 10                         # the notebook limit: the budget was 14
+    assert p1.time_limit == 8                          # p1's own limit ([parts.limits]): the budget was 14
     assert p2.time_limit is not None and p2.time_limit < 14 - 6 + 0.5   # what p1 left over
     assert p2.time_limit <= 14 - p1.execution.duration + 1e-6
     assert p2.status == "graded" and _q(gina, "q3").points_earned == 4, gina.to_json()
