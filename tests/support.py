@@ -100,14 +100,24 @@ def variant_part(assignment, variant: dict, masters: dict[str, nbformat.Notebook
     return hits[0]
 
 
+def part_points(assignment, part) -> float:
+    """The automatic points of one part's questions."""
+    return sum(assignment.question(q).points for q in part.questions if not assignment.question(q).manual)
+
+
+def companion_part(assignment, part_id: str):
+    """The part handed in beside a misnamed part ``part_id``: the other part worth the fewest
+    automatic points (the cheapest to run; the spec's order breaks ties)."""
+    return min((p for p in assignment.parts if p.id != part_id), key=lambda p: part_points(assignment, p))
+
+
 def reachable_points(assignment, variant: dict) -> float:
     """The automatic points a wrong variant or valid alternative can score at most: all of
     them; with [[parts]] its own part's, as it is handed in alone (see SelectedNotebooks)."""
     if not assignment.parts:
         return assignment.auto_points
     masters = {p.id: nbformat.read(str(p.master), as_version=4) for p in assignment.parts}
-    part = assignment.part(variant_part(assignment, variant, masters))
-    return sum(assignment.question(q).points for q in part.questions if not assignment.question(q).manual)
+    return part_points(assignment, assignment.part(variant_part(assignment, variant, masters)))
 
 
 def master_and_variant_in_the_torch_image(assignment_id: str, variant: str, tmp: Path):
@@ -142,7 +152,7 @@ class SelectedNotebooks:
     only those that the run's selected tests need (``wanted``: assignment id -> names like
     "master", "template", "variant-NAME", "alt-NAME", and with [[parts]] "missing-PART": the
     masters less that part; "misnamed-PART" / "unmarked-PART": that part's master under a name
-    no pattern matches, with / without the part in its metadata), in one batch per assignment. With [[parts]] each is a folder of
+    no pattern matches, with / without the part in its metadata, beside :func:`companion_part`), in one batch per assignment. With [[parts]] each is a folder of
     the parts' notebooks, and a variant edits the part it names (``part``, else its question's),
     handed in alone (the other parts' kernels would only repeat the masters). A variant
     whose ``replace`` text is not in the master fails alone. ``grade``, ``variants`` and
@@ -176,8 +186,8 @@ class SelectedNotebooks:
                     book = copy.deepcopy(masters[gone])
                     if kind == "misnamed":  # ... but its metadata names the part, as the template's does
                         book.metadata["gradekit"] = {"assignment": aid, "part": gone}
-                    notebooks[want] = {**{pid: nb for pid, nb in masters.items() if pid != gone},
-                                       f"{want}_homework_{gone}_final.ipynb": book}
+                    other = companion_part(a, gone).id  # one other part, so that a part is found at all
+                    notebooks[want] = {other: masters[other], f"{want}_homework_{gone}_final.ipynb": book}
                 else:
                     try:
                         if a.parts:  # the variant edits one part, handed in alone: the others are missing

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from support import ROOT, load_alternatives, load_variants, reachable_points
+from support import ROOT, companion_part, load_alternatives, load_variants, part_points, reachable_points
 from gradekit.tools.assign import stale_templates
 from gradekit.spec import load
 
@@ -114,8 +114,7 @@ def test_a_missing_part_loses_its_questions_and_says_why(graded, aid, missing_pa
     part = a.part(missing_part)
     rep = graded(aid, f"missing-{missing_part}")
     assert rep["status"] == "graded", rep["reason"]
-    lost = sum(a.question(q).points for q in part.questions if not a.question(q).manual)
-    assert rep["score"] == pytest.approx(a.auto_points - lost), _explain(rep)
+    assert rep["score"] == pytest.approx(a.auto_points - part_points(a, part)), _explain(rep)
     rows = {q["id"]: q for q in rep["questions"]}
     for qid in part.questions:  # a manual question stays manual: staff grade what there is
         if not a.question(qid).manual:
@@ -125,19 +124,20 @@ def test_a_missing_part_loses_its_questions_and_says_why(graded, aid, missing_pa
 
 @pytest.mark.parametrize("aid,misnamed_part", PARTS, ids=[f"{a}:misnamed-{p}" for a, p in PARTS])
 def test_a_misnamed_part_is_graded_by_its_metadata_or_reported(graded, aid, misnamed_part):
-    """[[parts]]: a part's notebook under a name no pattern matches. Marked as the part in its
+    """[[parts]]: a part's notebook under a name no pattern matches, handed in beside one other
+    part (the cheapest, support.companion_part). Marked as the part in its
     metadata (as every template is): graded as that part, full marks, with a note. Unmarked:
     not graded, that part's questions lost as missing, and the notes name the file."""
     a = load(aid)
     part = a.part(misnamed_part)
+    beside = part_points(a, companion_part(a, misnamed_part))  # the one other part handed in with it
     rep = graded(aid, f"misnamed-{misnamed_part}")
     assert rep["status"] == "graded", rep["reason"]
-    assert rep["score"] == pytest.approx(a.auto_points), _explain(rep)
+    assert rep["score"] == pytest.approx(beside + part_points(a, part)), _explain(rep)
     assert f"but its metadata marks it as {part.title} of this assignment" in str(rep), _explain(rep)
     rep = graded(aid, f"unmarked-{misnamed_part}")
     assert rep["status"] == "graded", rep["reason"]
-    lost = sum(a.question(q).points for q in part.questions if not a.question(q).manual)
-    assert rep["score"] == pytest.approx(a.auto_points - lost), _explain(rep)
+    assert rep["score"] == pytest.approx(beside), _explain(rep)
     notes = "\n".join(rep.get("notes") or [])
     assert f"unmarked-{misnamed_part}_homework_{misnamed_part}_final.ipynb` was not graded: its name matches no part" \
         in notes, notes

@@ -100,9 +100,6 @@ def make_executor(batch: "_Batch", options: BatchOptions) -> Executor:
         return LocalExecutor(batch.run_dir, options.workers, options.gpus if batch.assignment.gpu != "none" else [],
                              batch.assignment.hard_wall(batch.limits), batch.stopping, environment)
     if options.executor == "ray":
-        if batch.assignment.parts:
-            raise ExecutorUnavailable("the Ray executor does not grade submissions of several notebooks "
-                                      "([[parts]]) yet; use --executor local")
         from .ray_executor import RayExecutor  # imports ray lazily: says how to install it when missing
         return RayExecutor(batch.assignment, batch.limits, options, batch.stopping)
     raise ExecutorUnavailable(f"unknown executor {options.executor!r}; choose from {', '.join(EXECUTORS)}")

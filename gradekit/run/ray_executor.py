@@ -46,6 +46,7 @@ import importlib
 import io
 import json
 import os
+import re
 import stat
 import sys
 import tarfile
@@ -68,6 +69,7 @@ SLOT = "gradekit_slot"         # the custom resource of one CPU grading slot
 NODE_DIR_ENV = "GRADEKIT_RAY_DIR"
 NODE_DIR_DEFAULT = "/var/tmp/gradekit-ray"
 DRIVER_MARGIN = 30.0           # the driver cancels a task this long after the node should have stopped it
+EXECUTED = re.compile(r"executed(_[A-Za-z0-9._-]+)?\.ipynb")  # what a node may hand back beside the report
 CANCEL_GRACE = 5.0             # seconds a cancelled task has to stop its worker before its Ray worker is killed
 #: What each task runs in its forked worker ("module:function", called like launcher.worker_entry).
 NODE_ENTRY = "gradekit.run.ray_executor:node_main"
@@ -92,7 +94,7 @@ class NodeResult(Record):
     finished: float
     gpus: list[str] = dataclasses.field(default_factory=list)
     report: Report | None = None
-    executed: str | None = None   # the notebook with its outputs (executed.ipynb), for staff
+    executed: dict[str, str] = dataclasses.field(default_factory=dict)  # executed*.ipynb: name -> notebook, for staff
     reason: str | None = None
 
 
@@ -244,11 +246,12 @@ def _entry(name: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def grade_on_node(job_data: dict, notebook: str, files: bytes | None, bundle_sha: str, bundle: bytes,
-                  wall: float, version: str, entry: str, wants_gpu: bool):
+def grade_on_node(job_data: dict, notebook: str | dict[str, str], files: bytes | None, bundle_sha: str,
+                  bundle: bytes, wall: float, version: str, entry: str, wants_gpu: bool):
     """The Ray task (a generator): yields ``"started"`` as soon as it runs on its node (the
     driver's backstop for the hard limit counts from there, not from the queue), then one
-    :class:`NodeResult` as JSON data."""
+    :class:`NodeResult` as JSON data. ``notebook``: the notebook's text; with [[parts]],
+    part id -> text of each part found."""
     import ray
     started = time.time()
     yield "started"
@@ -259,7 +262,7 @@ def grade_on_node(job_data: dict, notebook: str, files: bytes | None, bundle_sha
     yield NodeResult(node=node_id, started=started, finished=time.time(), gpus=gpus, **done).to_json()
 
 
-def _grade_here(node_id: str, gpus: list[str], job_data: dict, notebook: str, files: bytes | None,
+def _grade_here(node_id: str, gpus: list[str], job_data: dict, notebook: str | dict[str, str], files: bytes | None,
                 bundle_sha: str, bundle: bytes, wall: float, version: str, entry: str):
     """Grade on this node: (report, executed notebook), or why there is no report."""
     if version != __version__:
@@ -282,8 +285,14 @@ def _grade_here(node_id: str, gpus: list[str], job_data: dict, notebook: str, fi
     key = job.report_dir.name
     proc = None
     try:
-        nb_path = run_dir / "notebook.ipynb"
-        nb_path.write_text(notebook)
+        parts = job.parts
+        if isinstance(notebook, dict):  # [[parts]]: each part found, in a file of its own
+            (run_dir / "parts").mkdir()
+            parts = tuple(jp if jp.notebook is None else dataclasses.replace(
+                jp, notebook=_written(run_dir / "parts" / f"{jp.part}.ipynb", notebook[jp.part])) for jp in job.parts)
+            nb_path = next(jp.notebook for jp in parts if jp.notebook is not None)
+        else:
+            nb_path = _written(run_dir / "notebook.ipynb", notebook)
         files_dir = None
         if files is not None:
             files_dir = run_dir / "files"
@@ -293,7 +302,7 @@ def _grade_here(node_id: str, gpus: list[str], job_data: dict, notebook: str, fi
         report_dir = run_dir / "reports" / key  # the folder's name is the submission's id
         report_dir.mkdir(mode=0o700, parents=True)
         os.chmod(report_dir.parent, 0o700)
-        here = dataclasses.replace(job, course=course, notebook=nb_path, report_dir=report_dir,
+        here = dataclasses.replace(job, course=course, notebook=nb_path, parts=parts, report_dir=report_dir,
                                    work_root=run_dir / "job", gpus=tuple(gpus),
                                    hidden=(node, run_dir, *[p for p in job.hidden if p.exists()]),
                                    files_dir=files_dir, environment=node_environment(job, assignment.torch))
@@ -304,8 +313,8 @@ def _grade_here(node_id: str, gpus: list[str], job_data: dict, notebook: str, fi
         outcome = finish_worker(proc, log_file, report_dir, wall, where=f" on node {node_id[:12]}")
         if isinstance(outcome, str):
             return outcome
-        executed = report_dir / "executed.ipynb"
-        return outcome, executed.read_text() if executed.is_file() else None
+        # executed.ipynb, or executed_<part>.ipynb per part: written by the worker, for staff
+        return outcome, {f.name: f.read_text() for f in sorted(report_dir.glob("executed*.ipynb"))}
     except KeyboardInterrupt:  # ray.cancel: the worker and everything it started go now
         if proc is not None:
             launcher.kill_group(proc)
@@ -313,6 +322,11 @@ def _grade_here(node_id: str, gpus: list[str], job_data: dict, notebook: str, fi
         raise
     finally:
         remove_tree(run_dir)
+
+
+def _written(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
 
 
 # -- on the driver ---------------------------------------------------------------------------
@@ -344,7 +358,7 @@ class RayExecutor:
     def __init__(self, assignment: Assignment, limits: Limits, options, stopping: threading.Event):
         ray = self.ray = _ray()
         self.stopping, self.retries = stopping, max(0, options.ray_retries)
-        self.wall = limits.hard_wall
+        self.wall = assignment.hard_wall(limits)  # with [[parts]]: every part's notebook and grading
         self.owned = False
         if not ray.is_initialized():
             if options.ray_address:
@@ -375,7 +389,9 @@ class RayExecutor:
             NODE_ENTRY, self.wants_gpu)
 
     def run(self, job: Job, key: str) -> Report | str:
-        notebook, files = job.notebook.read_text(), _files_tar(job.files_dir)
+        files = _files_tar(job.files_dir)
+        notebook = ({jp.part: jp.notebook.read_text() for jp in job.parts if jp.notebook is not None}
+                    if job.parts else job.notebook.read_text())
         attempt = 1
         while True:
             if self.stopping.is_set():
@@ -402,8 +418,9 @@ class RayExecutor:
                 report.notes.append(f"Graded on attempt {attempt}: the machine that graded it before was lost "
                                     "before it finished. Only this attempt counts.")
             job.report_dir.mkdir(parents=True, exist_ok=True)
-            if value.executed is not None:
-                write_atomic(job.report_dir / "executed.ipynb", value.executed)
+            for name, text in value.executed.items():
+                if EXECUTED.fullmatch(name):  # a plain file name the worker gives, nothing else
+                    write_atomic(job.report_dir / name, text)
             write_all(report, job.report_dir)  # the one report of this submission
             return report
 

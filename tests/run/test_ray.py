@@ -86,7 +86,8 @@ def _by_name(reports) -> dict[str, dict]:
     return {Path(r.submission.submitter).stem: r.to_json() for r in reports}
 
 
-VOLATILE = {"created", "timing", "duration", "placement"}  # when and where, never what
+# when and where, never what (a later part's time_limit is what the clock left of the budget)
+VOLATILE = {"created", "timing", "duration", "placement", "time_limit"}
 
 
 def _content(value):
@@ -127,6 +128,31 @@ def test_same_reports_as_the_local_executor(cluster, tmp_path):
     assert len(seen) == len(names)  # the progress callback, once per submitter
     rows = (tmp_path / "ray" / "gradebook.csv").read_text().strip().splitlines()
     assert rows == (tmp_path / "local" / "gradebook.csv").read_text().strip().splitlines()
+
+
+def test_a_submission_of_several_notebooks_is_graded_as_locally(cluster, tmp_path):
+    """[[parts]]: one task per submitter; each part runs in its own kernel on the node, under its
+    own limits; the report, the executed notebook of each part and the gradebook are the local
+    executor's."""
+    from test_parts import P1, P2, course_with_parts, nb, write
+    a = load("hw4", course_with_parts(tmp_path))
+    subs = tmp_path / "class"
+    write(subs / "alice", "alice_hw4_p1.ipynb", nb(P1))
+    write(subs / "alice", "alice_hw4_p2.ipynb", nb(P2))
+    write(subs / "bob", "bob_hw4_p1.ipynb", nb(P1))                        # no Problem 2
+    local = _by_name(grade_batch([subs], a, tmp_path / "local", BatchOptions(workers=2, progress=False)))
+    remote = _by_name(grade_batch([subs], a, tmp_path / "ray", BatchOptions(executor="ray", progress=False)))
+    assert set(remote) == set(local) == {"alice", "bob"}
+    for name in remote:
+        assert _content(remote[name]) == _content(local[name]), name
+        assert remote[name]["placement"]["executor"] == "ray"
+        files = {f.name for f in (tmp_path / "ray" / remote[name]["submission"]["id"]).iterdir()}
+        assert files == {f.name for f in (tmp_path / "local" / local[name]["submission"]["id"]).iterdir()}, name
+    assert (remote["alice"]["score"], remote["bob"]["score"]) == (7, 3)
+    assert {f.name for f in (tmp_path / "ray" / remote["alice"]["submission"]["id"]).glob("executed*")} == {
+        "executed_p1.ipynb", "executed_p2.ipynb"}
+    p1, p2 = remote["alice"]["parts"]
+    assert p1["time_limit"] == 8 and 0 < p2["time_limit"] <= 10  # p1's own limit ([parts.limits]), p2's [limits]
 
 
 @pytest.mark.docker
