@@ -259,6 +259,27 @@ def _assignment_for_check(args, course, sub) -> str | None:
     return None
 
 
+def _staff_only_part(args, course, given: Path):
+    """(assignment id, part) when ``given`` is a notebook of prose only for a part that staff
+    grade alone (:attr:`Part.staff_only`), else None."""
+    from .intake.collect import _from_file
+    from .intake.collect import match_parts
+    from .spec import SpecError, load
+    prose = _from_file(given, given.name, given.name, code_required=False)
+    if prose.notebook is None:
+        return None
+    aid = _assignment_for_check(args, course, prose)
+    try:
+        assignment = load(aid, course.root) if aid else None
+    except SpecError:
+        return None
+    if assignment is None or not assignment.parts:
+        return None
+    found, _ = match_parts([given.name], lambda n: given.read_bytes(), assignment.id, assignment.parts)
+    part = next((assignment.part(pid) for pid, (name, _, _) in found.items() if name is not None), None)
+    return (assignment.id, part) if part is not None and part.staff_only else None
+
+
 def cmd_check(args) -> int:
     from . import intake
     from .model import SubmissionRef
@@ -285,6 +306,11 @@ def cmd_check(args) -> int:
     else:
         sub = intake.collect([args.notebook])[0]
         if sub.notebook is None:
+            staff = _staff_only_part(args, course, given) if "no code to run" in (sub.rejected or "") else None
+            if staff is not None:  # prose only, and allowed to be: there is nothing to run
+                print(f"{given.name} is {staff[1].title} of {staff[0]}: staff grade every question of it, "
+                      "so there are no public tests to run")
+                return 0
             _say(f"cannot check {args.notebook}: {sub.rejected}")
             return EXIT_USAGE
         assignment_id = _assignment_for_check(args, course, sub)

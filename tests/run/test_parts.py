@@ -424,3 +424,18 @@ def test_a_prose_only_part_that_staff_grade_is_graded_not_refused(tmp_path):
     p3_rows = [q for q in rep["questions"] if q["part"] == "p3"]
     assert p3_rows and all(q["status"] == "manual" for q in p3_rows), p3_rows
     assert not any("no code" in str(p.get("reason") or "") for p in rep["parts"]), rep["parts"]
+
+
+def test_check_on_a_prose_only_part_that_staff_grade_says_there_is_nothing_to_run(tmp_path, capsys):
+    """`gradekit check` on hw4-cnn's Problem 3 as Markdown only: nothing to run, said plainly
+    (exit 0); Problem 1 as Markdown only is still refused (its questions are graded by code)."""
+    from gradekit.cli import main
+    a = load("hw4-cnn")
+    for part in (a.part("p1"), a.part("p3")):
+        book = nbformat.read(str(part.master), as_version=4)
+        book.cells = [c for c in book.cells if c.cell_type == "markdown"]
+        nbformat.write(book, str(tmp_path / part.file_name("me")))
+    code = main(["check", str(tmp_path / a.part("p3").file_name("me")), "-a", "hw4-cnn"])
+    assert code == 0 and "staff grade every question of it" in capsys.readouterr().out
+    code = main(["check", str(tmp_path / a.part("p1").file_name("me")), "-a", "hw4-cnn"])
+    assert code != 0 and "no code to run" in capsys.readouterr().err
